@@ -1,0 +1,241 @@
+"""The chat's WebSocket consumer: validate, store, broadcast once, deliver in order exactly once."""
+
+import logging
+import time
+from urllib.parse import parse_qs
+
+import orjson
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.db import DatabaseError
+
+from chat import lifecycle, metrics, protocol, rooms, store
+from chat.ratelimit import TokenBucket
+
+logger = logging.getLogger("chat.ws")
+
+room_last_id = database_sync_to_async(store.room_last_id)
+append_message = database_sync_to_async(store.append)
+messages_after = database_sync_to_async(store.after)
+
+# Consumers of this process, so a draining server can tell each of them to close (chat.lifecycle).
+OPEN = set()
+
+
+class ChatConsumer(AsyncJsonWebsocketConsumer):
+    """`/ws/chat/<room>/`: the tutorial's protocol plus ids, resume, and documented errors."""
+
+    room = None
+    group = None
+    last_id = 0  # the newest message id this client has been sent; nothing older is sent again
+
+    # -- connection -------------------------------------------------------------------------
+
+    async def connect(self):
+        # Accept first: a browser cannot see why a handshake failed, but it sees a close code.
+        await self.accept()
+        self.client = _client(self.scope)
+        name = self.scope["url_route"]["kwargs"]["room_name"]
+        try:
+            rooms.validate(name)
+            after, history = _resume_query(self.scope)
+        except rooms.InvalidRoom as exc:
+            return await self.close_with(protocol.CLOSE_INVALID_ROOM, str(exc), room=name[:200])
+        except ValueError as exc:
+            return await self.close_with(protocol.CLOSE_INVALID_RESUME, str(exc), room=name)
+        if lifecycle.draining:
+            return await self.close_with(protocol.CLOSE_SERVICE_RESTART, "draining", room=name)
+
+        group = rooms.group_name(name)
+        try:
+            # Join before reading the database: anything stored from here on reaches us live, and
+            # anything stored before is in the catch-up; the overlap is dropped by id.
+            await self.channel_layer.group_add(group, self.channel_name)
+            newest = await room_last_id(name)
+        except Exception as exc:  # noqa: BLE001 - Redis or the database is down: say so, retry later
+            logger.warning("dependency unavailable at connect", extra=_why(exc, room=name))
+            await self._leave(group)
+            return await self.close_with(
+                protocol.CLOSE_UNAVAILABLE, "service unavailable", room=name
+            )
+
+        self.room, self.group = name, group
+        self.bucket = TokenBucket(settings.CHAT["RATE_PER_SECOND"], settings.CHAT["RATE_BURST"])
+        self.rate_strikes = 0
+        OPEN.add(self)
+        metrics.CONNECTIONS.inc()
+        logger.info("connect", extra={"event": "connect", "room": name, "client": self.client})
+
+        if after is not None:
+            self.last_id = min(after, newest)  # an id from the future (restored backup) is clamped
+            await self.send_stored(newest)
+        else:
+            self.last_id = max(0, newest - history)
+            await self.send_stored(newest)
+
+    async def disconnect(self, code):
+        if self.room is None:
+            return
+        OPEN.discard(self)
+        metrics.CONNECTIONS.dec()
+        await self._leave(self.group)
+        logger.info(
+            "disconnect",
+            extra={"event": "disconnect", "room": self.room, "code": code, "client": self.client},
+        )
+
+    async def _leave(self, group):
+        try:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        except Exception as exc:  # noqa: BLE001 - leaving a group on a dead Redis is moot
+            logger.info("group_discard failed", extra=_why(exc, room=self.room))
+
+    async def close_with(self, code, reason, **fields):
+        """Close with an application code and a reason the client can read."""
+        metrics.CLOSES.labels(code=str(code)).inc()
+        logger.info("close", extra={"event": "close", "code": code, "reason": reason, **fields})
+        # Daphne drops close reasons, so the reason also travels in a last frame before the close.
+        await self.send(text_data=protocol.dumps({"type": "close", "code": code, "detail": reason}))
+        await self.close(code=code, reason=reason[:120])  # a close reason is capped at 123 bytes
+
+    # -- receiving --------------------------------------------------------------------------
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if self.room is None:  # closing: the handshake was refused
+            return
+        try:
+            await self._receive(text_data)
+        except Exception:
+            # A bug, not bad input (that is handled below): log it, close with our own code
+            # instead of Daphne's 1011, and leave every other connection alone.
+            logger.exception("unexpected error", extra={"event": "error", "room": self.room})
+            await self.close_with(protocol.CLOSE_INTERNAL, "internal error", room=self.room)
+
+    async def _receive(self, text):
+        wait = self.bucket.take()
+        if wait:
+            self.rate_strikes += 1
+            if self.rate_strikes > settings.CHAT["RATE_BURST"]:
+                metrics.REJECTED.labels(reason="rate_limited").inc()
+                return await self.close_with(
+                    protocol.CLOSE_RATE_LIMIT, "rate limit exceeded", room=self.room
+                )
+            return await self.reject("rate_limited", retry_after=round(wait, 2))
+        self.rate_strikes = 0
+
+        if text is None:
+            return await self.reject("binary_frame")
+        limit = settings.CHAT["MAX_FRAME_BYTES"]
+        if len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit):
+            return await self.reject("frame_too_large", max_frame_bytes=limit)
+        try:
+            content = protocol.loads(text)
+        except orjson.JSONDecodeError:
+            return await self.reject("invalid_json")
+        if not isinstance(content, dict):
+            return await self.reject("not_an_object")
+        if "message" not in content:
+            return await self.reject("missing_message")
+        message = content["message"]
+        if not isinstance(message, str):
+            return await self.reject("message_not_string")
+        if not message.strip():
+            return await self.reject("empty_message")
+        max_chars = settings.CHAT["MAX_MESSAGE_CHARS"]
+        if len(message) > max_chars:
+            return await self.reject("message_too_long", length=len(message), max_chars=max_chars)
+
+        try:
+            msg_id, sent_at = await append_message(self.room, message)
+        except DatabaseError as exc:
+            logger.warning("database unavailable on send", extra=_why(exc, room=self.room))
+            return await self.reject("unavailable")
+        metrics.ACCEPTED.inc()
+        frame = protocol.message(self.room, msg_id, message, sent_at)
+        # Encoded once here; every receiver sends these bytes as they are.
+        event = {"type": "chat.message", "id": msg_id, "text": frame, "ts": sent_at.timestamp()}
+        try:
+            with metrics.LAYER_SEND.time():
+                await self.channel_layer.group_send(self.group, event)
+        except Exception as exc:  # noqa: BLE001 - stored already: nothing is lost, only delayed
+            logger.warning("channel layer unavailable on send", extra=_why(exc, room=self.room))
+            await self.chat_message(event)  # the sender still sees its own message
+            await self.reject("broadcast_delayed", id=msg_id)
+
+    async def reject(self, code, **fields):
+        metrics.REJECTED.labels(reason=code).inc()
+        logger.info("reject", extra={"event": "reject", "room": self.room, "reason": code})
+        await self.send(text_data=protocol.error(code, **fields))
+
+    # -- delivering -------------------------------------------------------------------------
+
+    async def chat_message(self, event):
+        """A broadcast from the room: deliver each id once, in order, filling gaps from the db."""
+        msg_id = event["id"]
+        if msg_id <= self.last_id:
+            return  # already sent (catch-up overlap, or a duplicate)
+        if msg_id > self.last_id + 1:
+            # Broadcasts of two senders can cross; the missing ids are already committed.
+            if not await self.send_stored(msg_id - 1):
+                return
+        await self.send(text_data=event["text"])
+        self.last_id = msg_id
+        metrics.DELIVERIES.inc()
+        metrics.DELIVERY_LATENCY.observe(max(0.0, time.time() - event["ts"]))
+
+    async def send_stored(self, upto):
+        """Send stored messages with last_id < id <= upto. False (and closed) if the db is down."""
+        batch_size = settings.CHAT["RESUME_BATCH"]
+        while self.last_id < upto:
+            try:
+                rows = await messages_after(self.room, self.last_id, batch_size, upto)
+            except DatabaseError as exc:
+                # The client knows its last id; a reconnect resumes from it once the db is back.
+                logger.warning("database unavailable on catch-up", extra=_why(exc, room=self.room))
+                await self.close_with(protocol.CLOSE_UNAVAILABLE, "service unavailable")
+                return False
+            if not rows:
+                break
+            for msg_id, text, sent_at in rows:
+                await self.send(text_data=protocol.message(self.room, msg_id, text, sent_at))
+                metrics.DELIVERIES.inc()
+            self.last_id = rows[-1][0]
+        return True
+
+    async def chat_drain(self, event):
+        """This process is shutting down: ask the client to reconnect (to another replica)."""
+        await self.close_with(protocol.CLOSE_SERVICE_RESTART, "server restarting", room=self.room)
+
+
+def _resume_query(scope):
+    """(after, history) from the query string; ValueError names what is wrong."""
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    values = {}
+    for key, default in (("after", None), ("history", 0)):
+        raw = query.get(key, [None])[-1]
+        if raw is None or raw == "":
+            values[key] = default
+            continue
+        if not raw.isdigit() or len(raw) > 18:
+            raise ValueError(f"{key} must be a non-negative integer, found {raw[:20]!r}")
+        values[key] = int(raw)
+    history = min(values["history"], settings.CHAT["HISTORY_ON_JOIN"])
+    return values["after"], history
+
+
+def _client(scope):
+    client = scope.get("client") or ("?", 0)
+    return f"{client[0]}:{client[1]}"
+
+
+def _why(exc, **fields):
+    return {"event": "dependency_error", "error": f"{type(exc).__name__}: {exc}"[:300], **fields}
+
+
+class NotFoundConsumer(AsyncJsonWebsocketConsumer):
+    """Any other WebSocket path: a clear close code, not a failed handshake and a traceback."""
+
+    async def connect(self):
+        await self.accept()
+        await ChatConsumer.close_with(self, protocol.CLOSE_NOT_FOUND, "no such WebSocket endpoint")

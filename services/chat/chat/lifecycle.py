@@ -1,0 +1,3 @@
+"""Process-wide state that health checks report: set while a ws process drains for shutdown."""
+
+draining = False

@@ -1,0 +1,41 @@
+"""HTTP middleware: a strict Content-Security-Policy; a readable 503 when the database is down."""
+
+import logging
+
+from django.conf import settings
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.shortcuts import render
+
+logger = logging.getLogger("chat.http")
+
+
+class SecurityHeadersMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        response.headers.setdefault("Content-Security-Policy", settings.CONTENT_SECURITY_POLICY)
+        return response
+
+
+class DatabaseUnavailableMiddleware:
+    """Turn a lost database connection into 503 with a page that says so, instead of a 500."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if isinstance(exception, (OperationalError, InterfaceError)) or (
+            isinstance(exception, DatabaseError) and "connection" in str(exception).lower()
+        ):
+            logger.warning(
+                "database unavailable", extra={"event": "db_unavailable", "path": request.path}
+            )
+            response = render(request, "chat/503.html", status=503)
+            response["Retry-After"] = "5"
+            return response
+        return None

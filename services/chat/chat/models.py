@@ -1,0 +1,30 @@
+from django.db import models
+
+
+class Room(models.Model):
+    """A chat room; `last_id` hands out the per-room message ids, under a row lock."""
+
+    name = models.CharField(max_length=200, unique=True)
+    last_id = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return self.name
+
+
+class Message(models.Model):
+    """A message as accepted: stored before it is broadcast, so a client can always catch up."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="messages")
+    seq = models.BigIntegerField(help_text="per-room id, increasing without gaps")
+    text = models.TextField()
+    sent_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [  # noqa: RUF012 - Django's Meta idiom
+            models.UniqueConstraint(fields=["room", "seq"], name="message_room_seq_unique"),
+        ]
+        ordering = ["room", "seq"]  # noqa: RUF012
+
+    def __str__(self):
+        return f"{self.room_id}#{self.seq}"

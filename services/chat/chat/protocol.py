@@ -1,0 +1,71 @@
+"""The wire protocol's fixed vocabulary: frame encoding, error codes and close codes.
+
+docs/protocol.md is the reader's version of this file; tests check the two agree.
+"""
+
+import orjson
+
+# Error frames: {"type": "error", "code": <code>, "detail": <text>}. The socket stays open.
+ERRORS = {
+    "binary_frame": "binary frames are not accepted; send JSON text",
+    "frame_too_large": "frame is larger than {max_frame_bytes} bytes",
+    "invalid_json": "frame is not valid JSON",
+    "not_an_object": 'frame must be a JSON object such as {{"message": "hi"}}',
+    "missing_message": 'the object has no "message" field',
+    "message_not_string": '"message" must be a string',
+    "empty_message": "message is empty or only whitespace",
+    "message_too_long": "message is {length} characters; the limit is {max_chars}",
+    "rate_limited": "too many messages; wait {retry_after:.1f} s",
+    "unavailable": "the message was not stored (database unavailable); send it again later",
+    "broadcast_delayed": (
+        "stored as #{id}; live delivery is delayed (channel layer unavailable) and others "
+        "will receive it when it recovers"
+    ),
+}
+
+# Close codes (4000-4999 are the application's; 1012 is RFC 6455's "service restart").
+CLOSE_INVALID_ROOM = 4400
+CLOSE_NOT_FOUND = 4404
+CLOSE_INVALID_RESUME = 4422
+CLOSE_RATE_LIMIT = 4429
+CLOSE_INTERNAL = 4500
+CLOSE_UNAVAILABLE = 4503
+CLOSE_SERVICE_RESTART = 1012
+
+CLOSE_CODES = {
+    CLOSE_INVALID_ROOM: "invalid room name",
+    CLOSE_NOT_FOUND: "no WebSocket endpoint at this path",
+    CLOSE_INVALID_RESUME: "invalid after/history query parameter",
+    CLOSE_RATE_LIMIT: "kept sending while rate limited",
+    CLOSE_INTERNAL: "internal error (logged on the server)",
+    CLOSE_UNAVAILABLE: "service unavailable (database or channel layer); reconnect later",
+    CLOSE_SERVICE_RESTART: "server is restarting; reconnect (with ?after=<last id>)",
+}
+
+
+def dumps(obj):
+    """Encode a frame once; orjson is several times faster than json and emits compact UTF-8."""
+    return orjson.dumps(obj).decode()
+
+
+def loads(text):
+    return orjson.loads(text)
+
+
+def error(code, **fields):
+    """An error frame as text."""
+    detail = ERRORS[code].format(**fields)
+    return dumps({"type": "error", "code": code, "detail": detail, **fields})
+
+
+def message(room, msg_id, text, sent_at):
+    """A message frame as text; `message` is the tutorial's field, the rest is ours."""
+    return dumps(
+        {
+            "type": "message",
+            "id": msg_id,
+            "room": room,
+            "message": text,
+            "sent_at": sent_at.isoformat().replace("+00:00", "Z"),
+        }
+    )

@@ -1,0 +1,50 @@
+"""Database access for the consumer: small synchronous helpers, each one transaction."""
+
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from chat.models import Message, Room
+
+
+def room_last_id(name):
+    """The room's newest message id (0 for a new room), creating the room on first use."""
+    room, _ = Room.objects.get_or_create(name=name)
+    return room.last_id
+
+
+def append(name, text):
+    """Store a message with the room's next id; return (id, sent_at).
+
+    The room row stays locked until commit, so id N+1 is handed out only after N is committed:
+    whoever sees N+1 can always read N from the database (the consumer's gap fill relies on it).
+    """
+    with transaction.atomic():
+        room, _ = Room.objects.select_for_update().get_or_create(name=name)
+        room.last_id += 1
+        room.save(update_fields=["last_id"])
+        sent_at = timezone.now()
+        Message.objects.create(room=room, seq=room.last_id, text=text, sent_at=sent_at)
+    return room.last_id, sent_at
+
+
+def after(name, last_id, limit, upto=None):
+    """Messages of the room with id > last_id (and <= upto), oldest first, at most `limit`."""
+    rows = Message.objects.filter(room__name=name, seq__gt=last_id)
+    if upto is not None:
+        rows = rows.filter(seq__lte=upto)
+    return list(rows.order_by("seq").values_list("seq", "text", "sent_at")[:limit])
+
+
+def latest(name, count):
+    """The room's last `count` messages, oldest first."""
+    rows = Message.objects.filter(room__name=name).order_by("-seq")
+    return list(reversed(rows.values_list("seq", "text", "sent_at")[:count]))
+
+
+def prune(days):
+    """Delete messages older than `days`; return how many went."""
+    cutoff = timezone.now() - timedelta(days=days)
+    deleted, _ = Message.objects.filter(sent_at__lt=cutoff).delete()
+    return deleted

@@ -1,0 +1,189 @@
+"""Settings for every role of the chat service, read from the environment through chatsite.env.
+
+DJANGO_ENV=development (the default) embeds SQLite and the in-memory channel layer so the chat runs
+with nothing but Python; DJANGO_ENV=production requires its secrets and services and stops at boot,
+naming the variable, when one is missing.
+"""
+
+from pathlib import Path
+
+import dj_database_url
+
+from chatsite.env import REQUIRED, env
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env.check_renamed()
+DJANGO_ENV = env.choice("DJANGO_ENV", ["development", "production"], default="development")
+PRODUCTION = DJANGO_ENV == "production"
+
+
+def dev_default(value):
+    """The value in development; no default (required) in production."""
+    return REQUIRED if PRODUCTION else value
+
+
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", dev_default("development-only-insecure-key-" + "x" * 32))
+SECRET_KEY_FALLBACKS = env.list("DJANGO_SECRET_KEY_FALLBACKS", [])
+DEBUG = env.bool("DJANGO_DEBUG", not PRODUCTION)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", dev_default(["localhost", "127.0.0.1", "[::1]"]))
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",  # its runserver serves ASGI (HTTP + WebSocket) in development
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.staticfiles",
+    "channels",
+    "chat",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "chat.middleware.SecurityHeadersMiddleware",
+    "chat.middleware.DatabaseUnavailableMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "chatsite.urls"
+WSGI_APPLICATION = "chatsite.wsgi.application"
+ASGI_APPLICATION = "chatsite.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+    }
+]
+
+# Database: one URL. Development: a SQLite file next to manage.py.
+DATABASES = {
+    "default": dj_database_url.parse(
+        env.str("DATABASE_URL", dev_default(f"sqlite:///{BASE_DIR / 'db.sqlite3'}")),
+        conn_max_age=env.int("DATABASE_CONN_MAX_AGE", 0, minimum=0),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    # Fail fast when Postgres is down instead of hanging a worker for the OS default (minutes).
+    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env.int(
+        "DATABASE_CONNECT_TIMEOUT", 3, minimum=1
+    )
+else:
+    # IMMEDIATE: writers queue on SQLite's lock instead of failing with "database is locked".
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"transaction_mode": "IMMEDIATE", "timeout": 20}
+    )
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Channel layer: in-memory when no Redis is configured (development, single process only).
+REDIS_URL = env.str("REDIS_URL", dev_default(None))
+CHANNEL_LAYER = env.choice("CHANNEL_LAYER", ["pubsub", "core"], default="pubsub")
+# Core layer only: how long a group membership lives in Redis. It must outlast the longest socket
+# (Daphne's --websocket_timeout), or long-lived clients silently stop receiving.
+CHANNEL_GROUP_EXPIRY = env.int("CHANNEL_GROUP_EXPIRY", 86400, minimum=60)
+CHANNEL_CAPACITY = env.int("CHANNEL_CAPACITY", 1000, minimum=10)
+if REDIS_URL is None:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+elif CHANNEL_LAYER == "pubsub":
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [{"address": REDIS_URL}], "prefix": "chat"},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL}],
+                "prefix": "chat",
+                "capacity": CHANNEL_CAPACITY,
+                "group_expiry": CHANNEL_GROUP_EXPIRY,
+            },
+        }
+    }
+
+# The chat itself: limits and history (docs/protocol.md describes what clients see).
+CHAT = {
+    "MAX_ROOM_CHARS": env.int("CHAT_MAX_ROOM_CHARS", 200, minimum=1),
+    "MAX_MESSAGE_CHARS": env.int("CHAT_MAX_MESSAGE_CHARS", 2000, minimum=1),
+    "MAX_FRAME_BYTES": env.int("CHAT_MAX_FRAME_BYTES", 16384, minimum=64),
+    "RATE_PER_SECOND": env.float("CHAT_RATE_PER_SECOND", 10.0, minimum=0.01),
+    "RATE_BURST": env.int("CHAT_RATE_BURST", 30, minimum=1),
+    "HISTORY_ON_JOIN": env.int("CHAT_HISTORY_ON_JOIN", 50, minimum=0),
+    "RESUME_BATCH": env.int("CHAT_RESUME_BATCH", 500, minimum=1),
+    "RETENTION_DAYS": env.int("CHAT_RETENTION_DAYS", 0, minimum=0),
+    "DRAIN_SECONDS": env.float("WS_DRAIN_SECONDS", 10.0, minimum=0),
+}
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = env.str("DJANGO_STATIC_ROOT", str(BASE_DIR / "static"))
+STORAGES = {
+    "staticfiles": {
+        # Hashed names: nginx can cache /static/ for a year and a deploy still busts the cache.
+        "BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+
+# Security. nginx terminates client connections and sets X-Forwarded-Proto; only it can reach us.
+CONTENT_SECURITY_POLICY = env.str(
+    "DJANGO_CSP",
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", PRODUCTION)
+# Health probes come over plain HTTP from inside the cluster; never redirect them.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", PRODUCTION)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", 31536000 if PRODUCTION else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_HSTS_PRELOAD", False)
+
+LOG_FORMAT = env.choice("LOG_FORMAT", ["json", "text"], default="json" if PRODUCTION else "text")
+LOG_LEVEL = env.choice(
+    "LOG_LEVEL", ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], default="INFO"
+)
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "json": {"()": "chatsite.logs.JsonFormatter"},
+        "text": {
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s%(fields)s",
+            "()": "chatsite.logs.TextFormatter",
+        },
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.channels.server": {"level": "WARNING"},  # Daphne's per-request access log
+        "daphne": {"level": "WARNING"},
+    },
+}
+
+# uWSGI/gunicorn run several processes; prometheus_client aggregates them through this directory.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", None)
+# Joining the browsers' HSTS preload list is hard to undo, so it is the operator's explicit choice
+# (DJANGO_HSTS_PRELOAD=true); until then `check --deploy` need not warn about it.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
