@@ -1,10 +1,12 @@
 """The chat's WebSocket consumer: validate, store, broadcast once, deliver in order exactly once."""
 
+import asyncio
 import logging
 import time
 from urllib.parse import parse_qs
 
 import orjson
+import redis.exceptions
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
@@ -30,11 +32,36 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     group = None
     last_id = 0  # the newest message id this client has been sent; nothing older is sent again
 
+    # Channels assigns `channel_receive` (the layer's receive for our channel) in __call__ and lets
+    # its errors end the consumer: a Redis restart would then kill every socket with 1011. Wrapped,
+    # the consumer waits for Redis instead, and rejoins its group (the core layer keeps groups in
+    # Redis, so a restarted Redis has forgotten them).
+    @property
+    def channel_receive(self):
+        return self._channel_receive
+
+    @channel_receive.setter
+    def channel_receive(self, receive):
+        async def patient_receive():
+            delay, lost = 0.1, False
+            while True:
+                try:
+                    if lost and self.group:
+                        await self.channel_layer.group_add(self.group, self.channel_name)
+                        logger.info("channel layer back; group rejoined", extra={"room": self.room})
+                    return await receive()
+                except (OSError, redis.exceptions.ConnectionError) as exc:
+                    if not lost:
+                        logger.warning("channel layer lost", extra=_why(exc, room=self.room))
+                    lost = True
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+
+        self._channel_receive = patient_receive
+
     # -- connection -------------------------------------------------------------------------
 
     async def connect(self):
-        # Accept first: a browser cannot see why a handshake failed, but it sees a close code.
-        await self.accept()
         self.client = _client(self.scope)
         name = self.scope["url_route"]["kwargs"]["room_name"]
         try:
@@ -60,6 +87,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 protocol.CLOSE_UNAVAILABLE, "service unavailable", room=name
             )
 
+        # Accepted only once joined: a client that sees the socket open receives every broadcast.
+        await self.accept()
         self.room, self.group = name, group
         self.bucket = TokenBucket(settings.CHAT["RATE_PER_SECOND"], settings.CHAT["RATE_BURST"])
         self.rate_strikes = 0
@@ -92,7 +121,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             logger.info("group_discard failed", extra=_why(exc, room=self.room))
 
     async def close_with(self, code, reason, **fields):
-        """Close with an application code and a reason the client can read."""
+        """Close with an application code and a reason the client can read.
+
+        A refused handshake is accepted first: a browser cannot see why a handshake failed, but
+        it does see a close code."""
+        if self.room is None:
+            await self.accept()
         metrics.CLOSES.labels(code=str(code)).inc()
         logger.info("close", extra={"event": "close", "code": code, "reason": reason, **fields})
         # Daphne drops close reasons, so the reason also travels in a last frame before the close.
@@ -233,9 +267,9 @@ def _why(exc, **fields):
     return {"event": "dependency_error", "error": f"{type(exc).__name__}: {exc}"[:300], **fields}
 
 
-class NotFoundConsumer(AsyncJsonWebsocketConsumer):
+class NotFoundConsumer(ChatConsumer):
     """Any other WebSocket path: a clear close code, not a failed handshake and a traceback."""
 
     async def connect(self):
-        await self.accept()
-        await ChatConsumer.close_with(self, protocol.CLOSE_NOT_FOUND, "no such WebSocket endpoint")
+        self.client = _client(self.scope)
+        await self.close_with(protocol.CLOSE_NOT_FOUND, "no such WebSocket endpoint")

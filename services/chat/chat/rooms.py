@@ -26,8 +26,6 @@ def validate(name):
         raise InvalidRoom("room name is empty")
     if len(name) > limit:
         raise InvalidRoom(f"room name is {len(name)} characters; the limit is {limit}")
-    if "/" in name:
-        raise InvalidRoom("room name contains '/'")
     for char in name:
         # Cc control, Cf format (bidi overrides, zero-width), Cs, Co private use, Cn unassigned
         if unicodedata.category(char).startswith("C"):

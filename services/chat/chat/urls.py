@@ -4,5 +4,5 @@ from chat import views
 
 urlpatterns = [
     path("", views.index, name="index"),
-    path("<str:room_name>/", views.room, name="room"),
+    path("<path:room_name>/", views.room, name="room"),
 ]

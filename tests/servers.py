@@ -1,0 +1,171 @@
+"""Real servers for tests: redis-server and a throw-away PostgreSQL cluster on loopback ports.
+
+Each is a context manager that starts the process, waits (with a deadline) until it answers,
+and stops it by PID on exit. Nothing here is a mock: these are the servers the product ships with.
+"""
+
+import contextlib
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout, what, interval=0.05):
+    """Poll `predicate` until truthy; fail after `timeout` seconds naming what was awaited."""
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while time.monotonic() < deadline:
+        try:
+            result = predicate()
+            if result:
+                return result
+        except Exception as exc:  # noqa: BLE001 - remembered for the failure message
+            last_error = exc
+        time.sleep(interval)
+    raise TimeoutError(f"waited {timeout} s for {what}; last error: {last_error!r}")
+
+
+def port_open(port, host="127.0.0.1"):
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+        return True
+    return False
+
+
+def require(binary, package):
+    path = shutil.which(binary) or (
+        next(Path("/usr/lib/postgresql").glob(f"*/bin/{binary}"), None)
+        if Path("/usr/lib/postgresql").exists()
+        else None
+    )
+    if not path:
+        raise RuntimeError(f"{binary} not found: install the Debian package {package}")
+    return str(path)
+
+
+def stop(proc, timeout=10):
+    """SIGTERM the process we started, then SIGKILL after `timeout`."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@contextlib.contextmanager
+def redis_server(password=None):
+    """Yield a redis:// URL of a fresh redis-server on a free loopback port (no persistence)."""
+    binary = require("redis-server", "redis-server")
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="redis-") as tmp:
+        args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", tmp]
+        args += ["--appendonly", "no"] + (["--requirepass", password] if password else [])
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: port_open(port), 10, f"redis-server on port {port}")
+            auth = f":{password}@" if password else ""
+            yield f"redis://{auth}127.0.0.1:{port}/0"
+        finally:
+            stop(proc)
+
+
+class Postgres:
+    """A throw-away cluster (initdb + pg_ctl) on a loopback port; stop() and start() for faults."""
+
+    def __init__(self, root):
+        self.root = Path(root)
+        self.data = self.root / "data"
+        self.port = free_port()
+        self.password = "test-password"
+        self.initdb = require("initdb", "postgresql")
+        self.pg_ctl = require("pg_ctl", "postgresql")
+        # initdb refuses to run as root; CI runs as root, so the cluster belongs to `postgres`.
+        self.user = None
+        if os.geteuid() == 0:
+            try:
+                self.user = pwd.getpwnam("postgres")
+            except KeyError:
+                raise RuntimeError(
+                    "running as root needs the `postgres` user (Debian package postgresql)"
+                ) from None
+
+    def _run(self, *args):
+        cmd = list(args)
+        kwargs = {"check": True, "capture_output": True, "text": True, "timeout": 60}
+        if self.user:
+            kwargs.update(user=self.user.pw_uid, group=self.user.pw_gid, extra_groups=[])
+        try:
+            return subprocess.run(cmd, cwd=self.root, **kwargs)
+        except subprocess.CalledProcessError as exc:
+            raise RuntimeError(f"{cmd[0]} failed: {exc.stdout}{exc.stderr}") from None
+
+    def init(self):
+        self.root.mkdir(parents=True, exist_ok=True)
+        if self.user:
+            os.chown(self.root, self.user.pw_uid, self.user.pw_gid)
+        pwfile = self.root / "pw"
+        pwfile.write_text(self.password + "\n")
+        if self.user:
+            os.chown(pwfile, self.user.pw_uid, self.user.pw_gid)
+        self._run(
+            self.initdb,
+            "-D",
+            str(self.data),
+            "-U",
+            "chat",
+            f"--pwfile={pwfile}",
+            "-A",
+            "scram-sha-256",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        )
+        return self
+
+    def start(self):
+        opts = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} "
+            f"-c unix_socket_directories={self.root} -c fsync=off"
+        )
+        log = str(self.root / "log")
+        self._run(self.pg_ctl, "-D", str(self.data), "-o", opts, "-l", log, "-w", "start")
+
+    def stop(self, mode="fast"):
+        self._run(self.pg_ctl, "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    @property
+    def url(self):
+        return f"postgres://chat:{self.password}@127.0.0.1:{self.port}/postgres"
+
+    def create_database(self, name):
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@contextlib.contextmanager
+def postgres_server():
+    """Yield a started Postgres (see .url); the cluster is deleted afterwards."""
+    with tempfile.TemporaryDirectory(prefix="pg-") as tmp:
+        pg = Postgres(tmp).init()
+        pg.start()
+        try:
+            yield pg
+        finally:
+            with contextlib.suppress(Exception):
+                pg.stop("immediate")
