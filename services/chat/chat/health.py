@@ -15,6 +15,7 @@ from prometheus_client import (
     multiprocess,
 )
 
+import chat.metrics  # noqa: F401 - registers the chat_* metrics before the first scrape
 from chat import lifecycle
 
 PROBE_TIMEOUT = 2  # seconds; below the probes' own timeouts (3 s) so we answer 503, not time out

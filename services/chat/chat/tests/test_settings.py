@@ -1,0 +1,106 @@
+"""Configuration: production refuses to start without its secrets and passes check --deploy."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chatsite.env import Env, SettingError
+
+SERVICE = Path(__file__).resolve().parents[2]
+PRODUCTION = {
+    "DJANGO_ENV": "production",
+    "DJANGO_SECRET_KEY": "k" * 20 + "-production-test-key-with-enough-entropy-1234567890",
+    "DJANGO_ALLOWED_HOSTS": "chat.example.com",
+    "DATABASE_URL": "postgres://chat:pw@127.0.0.1:1/chat",
+    "REDIS_URL": "redis://:pw@127.0.0.1:1/0",
+}
+
+
+def manage(*args, **env):
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "REDIS_"))
+    }
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=SERVICE,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    "missing", ["DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "DATABASE_URL", "REDIS_URL"]
+)
+def test_production_stops_at_boot_naming_the_missing_variable(missing):
+    env = {k: v for k, v in PRODUCTION.items() if k != missing}
+    result = manage("check", **env)
+    assert result.returncode != 0
+    assert f"{missing} is required" in result.stderr
+
+
+def test_renamed_variable_fails_loudly():
+    result = manage("check", SECRET_KEY="old-name")
+    assert result.returncode != 0
+    assert "SECRET_KEY was renamed to DJANGO_SECRET_KEY" in result.stderr
+
+
+def test_production_settings_pass_check_deploy():
+    result = manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_missing_migrations():
+    result = manage("makemigrations", "--check", "--dry-run")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_development_needs_nothing():
+    """The embedded defaults: SQLite and the in-memory channel layer, no variables at all."""
+    result = manage(
+        "shell",
+        "--no-imports",
+        "-c",
+        "from django.conf import settings as s; "
+        "print(s.DATABASES['default']['ENGINE'], s.CHANNEL_LAYERS['default']['BACKEND'])",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "django.db.backends.sqlite3",
+        "channels.layers.InMemoryChannelLayer",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("method", "value", "expected"),
+    [
+        ("bool", "yes", True),
+        ("bool", "0", False),
+        ("int", "42", 42),
+        ("list", "a, b,,c ", ["a", "b", "c"]),
+        ("float", "2.5", 2.5),
+    ],
+)
+def test_typed_reads(method, value, expected):
+    assert getattr(Env({"X": value}), method)("X") == expected
+
+
+@pytest.mark.parametrize(
+    ("method", "value", "message"),
+    [
+        ("bool", "maybe", "X must be true or false, found 'maybe'"),
+        ("int", "ten", "X must be a int, found 'ten'"),
+    ],
+)
+def test_malformed_values_name_the_variable(method, value, message):
+    with pytest.raises(SettingError, match=message):
+        getattr(Env({"X": value}), method)("X")
+
+
+def test_minimums_are_enforced():
+    with pytest.raises(SettingError, match="X must be >= 1, found 0"):
+        Env({"X": "0"}).int("X", minimum=1)
