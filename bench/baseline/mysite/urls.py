@@ -1,0 +1,8 @@
+"""The tutorial's root URLconf (url() ported to path(); same routes)."""
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("chat/", include("chat.urls")),
+    path("admin/", admin.site.urls),
+]

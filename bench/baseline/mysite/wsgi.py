@@ -1,0 +1,7 @@
+"""startproject's WSGI entry point (unused by the benchmark; Daphne serves HTTP)."""
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
+application = get_wsgi_application()
