@@ -1,0 +1,617 @@
+#!/usr/bin/env python3
+"""Run one benchmark scenario against the baseline and our service, side by side, natively.
+
+usage: .venv/bin/python bench/run.py SCENARIO [options]
+
+scenarios (issue 6):
+  fanout   one room, 2 senders, 10/100/500/2000 receivers, as fast as the server takes it
+  rate     500 receivers, 2000 deliveries/s for 60 s, through nginx (latency under load)
+  idle     N idle WebSockets on one Daphne process, RSS per connection
+  http     the room page: nginx -> uWSGI (ours) vs Daphne (baseline), with wrk
+  scale    1/2/4 ws replicas behind nginx, 500 receivers as fast as possible
+  smoke    a 10-second check that every stack starts and relays
+
+Each run starts what it needs (redis-server, a throw-away PostgreSQL cluster, Daphne, uWSGI,
+nginx) on free loopback ports, measures, and stops every process it started by PID. Results are
+appended as JSON lines to bench/results/<scenario>.jsonl (one object per measurement, with the
+session id, git commit and stack); bench/report.py turns them into tables and plots.
+
+Stacks: baseline (bench/baseline, the tutorial), ours-pubsub and ours-core (services/chat with
+CHANNEL_LAYER=pubsub / core, DJANGO_ENV=production). Our per-connection rate limit is raised for
+load runs (CHAT_RATE_PER_SECOND/CHAT_RATE_BURST), since 2 senders deliberately exceed it.
+"""
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import pwd
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+SERVICE = ROOT / "services" / "chat"
+BASELINE = BENCH / "baseline"
+RESULTS = BENCH / "results"
+VENV = ROOT / ".venv" / "bin"
+PY = str(VENV / "python")
+SESSION = os.environ.get("BENCH_SESSION") or datetime.datetime.now(datetime.UTC).strftime(
+    "%Y%m%dT%H%M%SZ"
+)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def die(msg):
+    log(f"error: {msg}")
+    sys.exit(1)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port):
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+        return True
+    return False
+
+
+def wait_for(pred, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    die(f"waited {timeout} s for {what}")
+
+
+def proc_cpu(pid):
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def children(pid):
+    """Every descendant PID (uWSGI workers, nginx workers)."""
+    out = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for c in (task / "children").read_text().split():
+                out.append(int(c))
+                out.extend(children(int(c)))
+    return out
+
+
+def git_rev():
+    def git(*a):
+        return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    dirty = bool(git("status", "--porcelain", "--", "services", "nginx", "bench/baseline"))
+    return git("rev-parse", "--short", "HEAD") + ("+dirty" if dirty else "")
+
+
+class Procs:
+    """Processes this run started; stopped by PID, newest first."""
+
+    def __init__(self, rundir):
+        self.rundir = rundir
+        self.started = []
+
+    def start(self, name, argv, env=None, cwd=None, port=None, timeout=30, user=None):
+        logf = open(self.rundir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
+        kw = {}
+        if user is not None:
+            kw.update(user=user.pw_uid, group=user.pw_gid, extra_groups=[])
+        proc = subprocess.Popen(
+            argv, env=env, cwd=cwd, stdout=logf, stderr=subprocess.STDOUT,
+            start_new_session=True, **kw,
+        )
+        self.started.append((name, proc, logf))
+        if port:
+            deadline = time.monotonic() + timeout
+            while not port_open(port):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    tail = (self.rundir / f"{name}.log").read_text(errors="replace")[-3000:]
+                    die(f"{name} did not listen on {port}; log tail:\n{tail}")
+                time.sleep(0.05)
+        return proc
+
+    def stop(self, proc, timeout=10):
+        for item in list(self.started):
+            if item[1] is proc:
+                self._stop(*item, timeout)
+                self.started.remove(item)
+
+    def _stop(self, name, proc, logf, timeout):
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        logf.close()
+
+    def stop_all(self):
+        while self.started:
+            self._stop(*self.started.pop(), 10)
+
+
+# -- servers ------------------------------------------------------------------------------------
+
+
+def start_redis(procs):
+    port = free_port()
+    procs.start(
+        "redis",
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(procs.rundir), "--maxclients", "10000"],
+        port=port,
+    )
+    return port, procs.started[-1][1].pid
+
+
+class Postgres:
+    """A throw-away cluster for our service (initdb refuses root: it runs as `postgres`)."""
+
+    def __init__(self, procs):
+        self.procs = procs
+        self.dir = Path(tempfile.mkdtemp(prefix="bench-pg-"))
+        self.port = free_port()
+        self.user = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
+
+    def _run(self, *argv):
+        kw = {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": []} if (
+            self.user) else {}
+        subprocess.run(argv, check=True, capture_output=True, timeout=120, **kw)
+
+    def start(self):
+        if self.user:
+            os.chown(self.dir, self.user.pw_uid, self.user.pw_gid)
+        pw = self.dir / "pw"
+        pw.write_text("bench\n")
+        if self.user:
+            os.chown(pw, self.user.pw_uid, self.user.pw_gid)
+        self._run("initdb", "-D", str(self.dir / "data"), "-U", "chat", f"--pwfile={pw}",
+                  "-A", "scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8")
+        # fsync stays on: the database is part of what our service pays per message.
+        opts = (f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories="
+                f"{self.dir} -c max_connections=300")
+        self._run("pg_ctl", "-D", str(self.dir / "data"), "-o", opts, "-l",
+                  str(self.dir / "log"), "-w", "start")
+        return f"postgres://chat:bench@127.0.0.1:{self.port}/postgres"
+
+    def stop(self):
+        with contextlib.suppress(Exception):
+            self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Env:
+    """Shared state of one run.py invocation: process list, Postgres (started on first use)."""
+
+    def __init__(self, args):
+        self.args = args
+        self.rundir = Path(tempfile.mkdtemp(prefix=f"bench-{SESSION}-"))
+        self.procs = Procs(self.rundir)
+        self.pg = None
+        self.pg_url = None
+        self.migrated = False
+
+    def database(self):
+        if self.pg is None:
+            log("postgres: initdb + start (throw-away cluster)")
+            self.pg = Postgres(self.procs)
+            self.pg_url = self.pg.start()
+        return self.pg_url
+
+    def close(self):
+        self.procs.stop_all()
+        if self.pg:
+            self.pg.stop()
+        if not self.args.keep:
+            shutil.rmtree(self.rundir, ignore_errors=True)
+
+
+def ours_env(env, redis_port, layer, extra=None):
+    e = dict(os.environ)
+    e.update(
+        DJANGO_ENV="production",
+        DJANGO_SECRET_KEY="bench-only-" + "k" * 50,
+        DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
+        DATABASE_URL=env.database(),
+        REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+        CHANNEL_LAYER=layer,
+        # Load runs: 2 senders send far above the per-connection default (10/s, burst 30).
+        CHAT_RATE_PER_SECOND="1000000",
+        CHAT_RATE_BURST="1000000",
+        # Plain-HTTP loopback benchmark: no HTTPS redirect (nginx would terminate TLS).
+        DJANGO_SECURE_SSL_REDIRECT="false",
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    e.update(extra or {})
+    e.update(dict(kv.split("=", 1) for kv in env.args.ours_env or []))
+    if not env.migrated:
+        r = subprocess.run([PY, "manage.py", "migrate", "--noinput"], cwd=SERVICE, env=e,
+                           capture_output=True, text=True, timeout=300)
+        if r.returncode:
+            die(f"migrate failed:\n{r.stdout[-2000:]}{r.stderr[-3000:]}")
+        env.migrated = True
+    return e
+
+
+def start_daphne(env, stack, redis_port, name, extra_env=None):
+    """One ws process of a stack; returns (port, pid)."""
+    port = free_port()
+    if stack == "baseline":
+        e = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+                 BASELINE_DB=str(env.rundir / "baseline.sqlite3"), PYTHONDONTWRITEBYTECODE="1")
+        argv = [str(VENV / "daphne"), "-b", "127.0.0.1", "-p", str(port),
+                "mysite.asgi:application"]
+        proc = env.procs.start(name, argv, env=e, cwd=BASELINE, port=port)
+    else:
+        layer = stack.split("-", 1)[1]
+        e = ours_env(env, redis_port, layer, extra_env)
+        if (SERVICE / "chat/management/commands/runws.py").exists():
+            argv = [PY, "manage.py", "runws", "--bind", "127.0.0.1", "--port", str(port)]
+        else:
+            argv = [str(VENV / "daphne"), "-b", "127.0.0.1", "-p", str(port), "-v", "0",
+                    "chatsite.asgi:application"]
+        proc = env.procs.start(name, argv, env=e, cwd=SERVICE, port=port)
+    return port, proc.pid
+
+
+def start_uwsgi(env, redis_port, processes, threads):
+    port = free_port()
+    e = ours_env(env, redis_port, "pubsub")
+    argv = [str(VENV / "uwsgi"), "--socket", f"127.0.0.1:{port}", "--module",
+            "chatsite.wsgi:application", "--master", "--processes", str(processes),
+            "--threads", str(threads), "--die-on-term", "--disable-logging", "--need-app",
+            "--listen", "1024", "--chdir", str(SERVICE)]
+    proc = env.procs.start("uwsgi", argv, env=e, cwd=SERVICE, port=port)
+    return port, proc.pid
+
+
+def start_gunicorn(env, redis_port, workers, threads):
+    port = free_port()
+    e = ours_env(env, redis_port, "pubsub")
+    argv = [str(VENV / "gunicorn"), "-b", f"127.0.0.1:{port}", "-w", str(workers),
+            "--threads", str(threads), "chatsite.wsgi:application"]
+    proc = env.procs.start("gunicorn", argv, env=e, cwd=SERVICE, port=port)
+    return port, proc.pid
+
+
+NGINX_CONF = """\
+# Minimal stand-in for the product's nginx/ config (same routes), written by bench/run.py.
+worker_processes {workers};
+pid {rundir}/nginx.pid;
+error_log {rundir}/nginx-error.log warn;
+user root;
+worker_rlimit_nofile 20000;
+events {{ worker_connections 19000; }}
+http {{
+    include /etc/nginx/mime.types;
+    access_log {access_log};
+    client_body_temp_path {rundir}/nginx-body;
+    proxy_temp_path {rundir}/nginx-proxy;
+    uwsgi_temp_path {rundir}/nginx-uwsgi;
+    fastcgi_temp_path {rundir}/nginx-fcgi;
+    scgi_temp_path {rundir}/nginx-scgi;
+    keepalive_timeout 65;
+    map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+    upstream ws {{ {ws_servers} }}
+    upstream web {{ server 127.0.0.1:{web_port}; {web_keepalive} }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location /ws/ {{
+            proxy_pass http://ws;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_read_timeout 3600s;
+            proxy_buffering off;
+        }}
+        location / {{ {web_location} }}
+    }}
+}}
+"""
+
+
+def start_nginx(env, ws_ports, web_port, web_proto, workers=1, access_log=False):
+    port = free_port()
+    if web_proto == "uwsgi":
+        web_location = "include /etc/nginx/uwsgi_params; uwsgi_pass web;"
+        web_keepalive = ""
+    else:
+        web_location = ("proxy_pass http://web; proxy_http_version 1.1; "
+                        "proxy_set_header Connection ''; proxy_set_header Host $host;")
+        web_keepalive = "keepalive 32;"
+    conf = NGINX_CONF.format(
+        workers=workers, rundir=env.rundir, port=port, web_port=web_port or ws_ports[0],
+        ws_servers=" ".join(f"server 127.0.0.1:{p};" for p in ws_ports),
+        web_location=web_location, web_keepalive=web_keepalive,
+        access_log=f"{env.rundir}/nginx-access.log" if access_log else "off",
+    )
+    path = env.rundir / f"nginx-{port}.conf"
+    path.write_text(conf)
+    proc = env.procs.start("nginx", ["nginx", "-c", str(path), "-g", "daemon off;"], port=port)
+    time.sleep(0.2)
+    return port, proc
+
+
+# -- measurement ---------------------------------------------------------------------------------
+
+
+def record(scenario, row):
+    RESULTS.mkdir(exist_ok=True)
+    row = {"session": SESSION, "commit": git_rev(), "scenario": scenario, **row}
+    with open(RESULTS / f"{scenario}.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+    return row
+
+
+def wsload(args_list, timeout):
+    argv = [PY, str(BENCH / "wsload.py"), *args_list]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout + 60)
+    if r.returncode or not r.stdout.strip():
+        die(f"wsload failed ({r.returncode}): {r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def summary(res):
+    keys = ("connections", "sent", "deliveries", "lost", "duplicated", "out_of_order")
+    parts = [f"{k}={res.get(k)}" for k in keys if k in res]
+    if "deliveries_per_s" in res:
+        parts.append(f"d/s={res['deliveries_per_s']}")
+        parts.append(f"d/cpu-s={res['deliveries_per_cpu_s']}")
+        parts.append(f"p99={res['latency_ms']['p99']}ms")
+    if "rss_per_connection_kb" in res:
+        parts.append(f"rss/conn={res['rss_per_connection_kb']}KB")
+    return " ".join(parts)
+
+
+def messages_for(stack, receivers, budget):
+    """Messages per sender so one run delivers about `budget` messages (bounded run time)."""
+    per_sender = budget[stack if stack in budget else "ours"] / (receivers + 2) / 2
+    return max(10, min(20000, int(per_sender)))
+
+
+@contextlib.contextmanager
+def ws_stack(env, stack, replicas=1, nginx=False, nginx_workers=1, extra_env=None):
+    """redis + `replicas` Daphne processes (+ nginx); yields (url, pids)."""
+    redis_port, redis_pid = start_redis(env.procs)
+    ports, pids = [], {"daphne": [], "redis": [redis_pid]}
+    started_before = len(env.procs.started)
+    for i in range(replicas):
+        port, pid = start_daphne(env, stack, redis_port, f"{stack}-ws{i}", extra_env)
+        ports.append(port)
+        pids["daphne"].append(pid)
+    port = ports[0]
+    if nginx:
+        port, ngx = start_nginx(env, ports, None, "http", workers=nginx_workers)
+        pids["nginx"] = [ngx.pid, *children(ngx.pid)]
+    try:
+        yield f"ws://127.0.0.1:{port}/ws/chat/{{room}}/", pids
+    finally:
+        while len(env.procs.started) > started_before - 1:
+            env.procs._stop(*env.procs.started.pop(), 10)
+
+
+def pid_args(pids):
+    return [f"--pid={name}={pid}" for name, plist in pids.items() for pid in plist]
+
+
+def scenario_fanout(env, args):
+    budget = {"baseline": args.baseline_budget, "ours": args.ours_budget}
+    for receivers in args.receivers:
+        for stack in args.stacks:
+            msgs = messages_for(stack, receivers, budget)
+            with ws_stack(env, stack, nginx=args.nginx) as (url, pids):
+                res = wsload(["fanout", "--url", url, "--receivers", str(receivers),
+                              "--messages", str(msgs), "--window", str(args.window),
+                              "--procs", str(args.procs), "--timeout", str(args.timeout),
+                              "--room", f"fan{receivers}", *pid_args(pids)], args.timeout)
+            row = record("fanout", {"stack": stack, "nginx": args.nginx, **res})
+            log(f"fanout {stack} receivers={receivers}: {summary(row)}")
+
+
+def scenario_rate(env, args):
+    for stack in args.stacks:
+        msgs = int(args.rate * args.duration / 2) + 1
+        with ws_stack(env, stack, nginx=not args.direct) as (url, pids):
+            res = wsload(["fanout", "--url", url, "--receivers", str(args.receivers[0]),
+                          "--messages", str(msgs), "--rate", str(args.rate),
+                          "--procs", str(args.procs), "--timeout", str(args.duration + 60),
+                          "--room", "rate", *pid_args(pids)], args.duration + 60)
+        row = record("rate", {"stack": stack, "nginx": not args.direct, **res})
+        log(f"rate {stack}: {summary(row)} p50={row['latency_ms']['p50']}")
+
+
+def scenario_scale(env, args):
+    budget = {"baseline": args.baseline_budget, "ours": args.ours_budget}
+    for stack in args.stacks:
+        for replicas in args.replicas:
+            receivers = args.receivers[0]
+            msgs = messages_for(stack, receivers, budget)
+            with ws_stack(env, stack, replicas=replicas, nginx=True,
+                          nginx_workers=args.nginx_workers) as (url, pids):
+                res = wsload(["fanout", "--url", url, "--receivers", str(receivers),
+                              "--messages", str(msgs), "--window", str(args.window),
+                              "--procs", str(args.procs), "--timeout", str(args.timeout),
+                              "--room", "scale", *pid_args(pids)], args.timeout)
+            row = record("scale", {"stack": stack, "replicas": replicas, **res})
+            log(f"scale {stack} replicas={replicas}: {summary(row)}")
+
+
+def scenario_idle(env, args):
+    for stack in args.stacks:
+        extra = {}
+        with ws_stack(env, stack, extra_env=extra) as (url, pids):
+            time.sleep(1)
+            res = wsload(["idle", "--url", url, "--connections", str(args.connections),
+                          "--rooms", str(args.rooms), "--hold", str(args.hold),
+                          "--procs", str(args.procs), "--timeout", str(args.timeout),
+                          "--connect-wall", str(args.timeout - args.hold - 5),
+                          "--room", "idle", *pid_args({"daphne": pids["daphne"]})], args.timeout)
+        row = record("idle", {"stack": stack, **res})
+        log(f"idle {stack}: {summary(row)} connect/s={row['connect_per_s']}")
+
+
+def wrk(url, seconds, connections, threads, pids):
+    cpu0 = {k: sum(proc_cpu(p) for p in v) for k, v in pids.items()}
+    r = subprocess.run(
+        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency", url],
+        capture_output=True, text=True, timeout=seconds + 30,
+    )
+    cpu1 = {k: sum(proc_cpu(p) for p in v) for k, v in pids.items()}
+    out = r.stdout
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    rps = float(m.group(1)) if m else None
+    total = re.search(r"(\d+) requests in", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    lat = dict(re.findall(r"^\s+(50|90|99)%\s+([\d.]+\w+)", out, re.M))
+    cpu = {k: round(cpu1[k] - cpu0[k], 2) for k in cpu0}
+    requests = int(total.group(1)) if total else 0
+    return {
+        "url": url, "requests": requests, "requests_per_s": rps,
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": errors.group(1) if errors else None, "latency": lat,
+        "server_cpu_s": cpu,
+        "requests_per_cpu_s": {k: round(requests / v, 1) if v else None for k, v in cpu.items()},
+        "wrk_connections": connections,
+    }
+
+
+def scenario_http(env, args):
+    path = "/chat/lobby/"
+
+    def measure(label, url, pids):
+        # A second of warm-up, then the measured run.
+        subprocess.run(["wrk", "-t1", "-c4", "-d1s", url], capture_output=True, timeout=30)
+        res = wrk(url, args.seconds, args.wrk_connections, args.wrk_threads, pids)
+        row = record("http", {"stack": label, **res})
+        log(f"http {label}: {row['requests_per_s']} req/s, p99 {row['latency'].get('99')}, "
+            f"non-2xx {row['non_2xx']}, cpu {row['server_cpu_s']}")
+        return row
+
+    if "baseline" in args.stacks:
+        redis_port, _ = start_redis(env.procs)
+        port, pid = start_daphne(env, "baseline", redis_port, "baseline-http")
+        measure("baseline-daphne", f"http://127.0.0.1:{port}{path}", {"daphne": [pid]})
+        ngx_port, ngx = start_nginx(env, [port], port, "http")
+        measure("baseline-nginx-daphne", f"http://127.0.0.1:{ngx_port}{path}",
+                {"daphne": [pid], "nginx": [ngx.pid, *children(ngx.pid)]})
+        env.procs.stop_all()
+    for server in args.http_servers:
+        redis_port, _ = start_redis(env.procs)
+        # Our room page reads the room's history: give it some (50 messages, like a live room).
+        seed_history(env, redis_port)
+        kind, procs_, threads = (server.split(":") + ["2", "4"])[:3]
+        if kind == "uwsgi":
+            web_port, web_pid = start_uwsgi(env, redis_port, int(procs_), int(threads))
+        else:
+            web_port, web_pid = start_gunicorn(env, redis_port, int(procs_), int(threads))
+        time.sleep(1)
+        ngx_port, ngx = start_nginx(env, [web_port], web_port, kind if kind == "uwsgi" else "http")
+        pids = {"web": [web_pid, *children(web_pid)], "nginx": [ngx.pid, *children(ngx.pid)]}
+        measure(f"ours-nginx-{kind}-{procs_}x{threads}", f"http://127.0.0.1:{ngx_port}{path}",
+                pids)
+        env.procs.stop_all()  # Postgres is not among them: it stays up for the next server
+
+
+def seed_history(env, redis_port):
+    e = ours_env(env, redis_port, "pubsub")
+    code = (
+        "from chat import store\n"
+        "n = store.room_last_id('lobby')\n"
+        "for i in range(max(0, 50 - n)): store.append('lobby', f'history message {i}')\n"
+    )
+    subprocess.run([PY, "manage.py", "shell", "-c", code], cwd=SERVICE, env=e, check=True,
+                   capture_output=True, timeout=120)
+
+
+def scenario_smoke(env, args):
+    for stack in args.stacks:
+        with ws_stack(env, stack, nginx=True) as (url, pids):
+            res = wsload(["fanout", "--url", url, "--receivers", "5", "--messages", "50",
+                          "--procs", "1", "--timeout", "20", *pid_args(pids)], 20)
+        log(f"smoke {stack}: {summary(res)}")
+        if res["lost"] or res["deliveries"] != res["expected"]:
+            die(f"smoke {stack}: expected {res['expected']} deliveries, got {res['deliveries']}")
+
+
+SCENARIOS = {
+    "fanout": scenario_fanout, "rate": scenario_rate, "idle": scenario_idle,
+    "http": scenario_http, "scale": scenario_scale, "smoke": scenario_smoke,
+}
+
+
+def ints(text):
+    return [int(x) for x in text.split(",")]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("scenario", choices=SCENARIOS)
+    p.add_argument("--stacks", default="baseline,ours-pubsub,ours-core",
+                   type=lambda s: s.split(","))
+    p.add_argument("--receivers", type=ints, default=None)
+    p.add_argument("--replicas", type=ints, default=[1, 2, 4])
+    p.add_argument("--window", type=int, default=20)
+    p.add_argument("--procs", type=int, default=2, help="client receiver processes")
+    p.add_argument("--timeout", type=int, default=120)
+    p.add_argument("--nginx", action="store_true", help="fanout: through nginx")
+    p.add_argument("--nginx-workers", type=int, default=1)
+    p.add_argument("--direct", action="store_true", help="rate: straight to Daphne")
+    p.add_argument("--rate", type=float, default=4.0, help="rate: messages/s in total")
+    p.add_argument("--duration", type=int, default=60)
+    p.add_argument("--connections", type=int, default=15000)
+    p.add_argument("--rooms", type=int, default=150)
+    p.add_argument("--hold", type=float, default=10)
+    p.add_argument("--seconds", type=int, default=10, help="http: wrk duration")
+    p.add_argument("--wrk-connections", type=int, default=32)
+    p.add_argument("--wrk-threads", type=int, default=1)
+    p.add_argument("--http-servers", default="uwsgi:2:4", type=lambda s: s.split(","),
+                   help="http: comma list of uwsgi:P:T or gunicorn:W:T")
+    p.add_argument("--baseline-budget", type=int, default=40000, help="deliveries per run")
+    p.add_argument("--ours-budget", type=int, default=200000, help="deliveries per run")
+    p.add_argument("--ours-env", action="append", help="KEY=VALUE for our service (repeatable)")
+    p.add_argument("--keep", action="store_true", help="keep the run directory (logs)")
+    args = p.parse_args()
+    if args.receivers is None:
+        args.receivers = {"fanout": [10, 100, 500, 2000]}.get(args.scenario, [500])
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # children inherit it
+    env = Env(args)
+    log(f"session {SESSION}, scenario {args.scenario}, run dir {env.rundir}, nofile {hard}")
+    try:
+        SCENARIOS[args.scenario](env, args)
+    finally:
+        env.close()
+
+
+if __name__ == "__main__":
+    main()
