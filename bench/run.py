@@ -239,7 +239,8 @@ def ours_env(env, redis_port, layer, extra=None):
         DJANGO_SECRET_KEY="bench-only-" + "k" * 50,
         DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
         DATABASE_URL=env.database(),
-        REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+        REDIS_URL=f"redis://127.0.0.1:{redis_port}/0"
+        + (f"?{env.args.redis_query}" if env.args.redis_query else ""),
         CHANNEL_LAYER=layer,
         # Load runs: 2 senders send far above the per-connection default (10/s, burst 30).
         CHAT_RATE_PER_SECOND="1000000",
@@ -259,6 +260,21 @@ def ours_env(env, redis_port, layer, extra=None):
     return e
 
 
+# Named variants of our service: settings and bench/variants/runws_patched.py patches that
+# bench measured (docs/PERFORMANCE.md); "-tuned" is what we recommend for services/chat.
+TUNED = {
+    "BENCH_PATCHES": "dispatch,nosession,loop",
+    "DATABASE_CONN_MAX_AGE": "60",
+}
+VARIANTS = {"": {}, "tuned": TUNED}
+
+
+def stack_parts(stack):
+    """'ours-pubsub-tuned' -> ('pubsub', TUNED)."""
+    _, layer, *variant = stack.split("-")
+    return layer, VARIANTS["-".join(variant)]
+
+
 def start_daphne(env, stack, redis_port, name, extra_env=None):
     """One ws process of a stack; returns (port, pid)."""
     port = free_port()
@@ -269,9 +285,12 @@ def start_daphne(env, stack, redis_port, name, extra_env=None):
                 "mysite.asgi:application"]
         proc = env.procs.start(name, argv, env=e, cwd=BASELINE, port=port)
     else:
-        layer = stack.split("-", 1)[1]
-        e = ours_env(env, redis_port, layer, extra_env)
-        if (SERVICE / "chat/management/commands/runws.py").exists():
+        layer, variant = stack_parts(stack)
+        e = ours_env(env, redis_port, layer, {**variant, **(extra_env or {})})
+        if e.get("BENCH_PATCHES"):
+            argv = [PY, str(BENCH / "variants" / "runws_patched.py"), "runws", "--bind",
+                    "127.0.0.1", "--port", str(port)]
+        elif (SERVICE / "chat/management/commands/runws.py").exists():
             argv = [PY, "manage.py", "runws", "--bind", "127.0.0.1", "--port", str(port)]
         else:
             argv = [str(VENV / "daphne"), "-b", "127.0.0.1", "-p", str(port), "-v", "0",
@@ -366,14 +385,37 @@ def start_nginx(env, ws_ports, web_port, web_proto, workers=1, access_log=False)
 def record(scenario, row):
     RESULTS.mkdir(exist_ok=True)
     row = {"session": SESSION, "commit": git_rev(), "scenario": scenario, **row}
+    if row.get("stack", "").startswith("ours") and ARGS.variant:
+        row["stack"] += "+" + ARGS.variant
+    row["ours_env"] = ARGS.ours_env
     with open(RESULTS / f"{scenario}.jsonl", "a") as f:
         f.write(json.dumps(row) + "\n")
     return row
 
 
-def wsload(args_list, timeout):
+ARGS = argparse.Namespace(variant="", ours_env=None)
+PYSPY = os.environ.get("PYSPY", "/tmp/benchtools/bin/py-spy")
+PROFILE = {"dir": None, "tag": ""}
+
+
+def wsload(args_list, timeout, pids=None):
     argv = [PY, str(BENCH / "wsload.py"), *args_list]
+    spies = []
+    if PROFILE["dir"] and pids:
+        # py-spy samples the server while the load runs (collapsed stacks, bench/profile.py).
+        for i, pid in enumerate(pids.get("daphne", [])):
+            out = Path(PROFILE["dir"]) / f"{PROFILE['tag']}-ws{i}.txt"
+            spies.append(subprocess.Popen(
+                [PYSPY, "record", "--pid", str(pid), "--format", "raw", "--rate", "250", "--gil",
+                 "--nonblocking", "--output", str(out), "--duration", str(int(timeout))],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout + 60)
+    for spy in spies:
+        spy.send_signal(signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            spy.wait(20)
+        if spy.poll() is None:
+            spy.kill()
     if r.returncode or not r.stdout.strip():
         die(f"wsload failed ({r.returncode}): {r.stderr[-3000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -418,6 +460,11 @@ def ws_stack(env, stack, replicas=1, nginx=False, nginx_workers=1, extra_env=Non
             env.procs._stop(*env.procs.started.pop(), 10)
 
 
+def profiled(tag, pids):
+    PROFILE["tag"] = tag
+    return pids
+
+
 def pid_args(pids):
     return [f"--pid={name}={pid}" for name, plist in pids.items() for pid in plist]
 
@@ -431,7 +478,8 @@ def scenario_fanout(env, args):
                 res = wsload(["fanout", "--url", url, "--receivers", str(receivers),
                               "--messages", str(msgs), "--window", str(args.window),
                               "--procs", str(args.procs), "--timeout", str(args.timeout),
-                              "--room", f"fan{receivers}", *pid_args(pids)], args.timeout)
+                              "--room", f"fan{receivers}", *pid_args(pids)], args.timeout,
+                             profiled(f"fanout-{stack}-{receivers}", pids))
             row = record("fanout", {"stack": stack, "nginx": args.nginx, **res})
             log(f"fanout {stack} receivers={receivers}: {summary(row)}")
 
@@ -443,7 +491,8 @@ def scenario_rate(env, args):
             res = wsload(["fanout", "--url", url, "--receivers", str(args.receivers[0]),
                           "--messages", str(msgs), "--rate", str(args.rate),
                           "--procs", str(args.procs), "--timeout", str(args.duration + 60),
-                          "--room", "rate", *pid_args(pids)], args.duration + 60)
+                          "--room", "rate", *pid_args(pids)], args.duration + 60,
+                         profiled(f"rate-{stack}", pids))
         row = record("rate", {"stack": stack, "nginx": not args.direct, **res})
         log(f"rate {stack}: {summary(row)} p50={row['latency_ms']['p50']}")
 
@@ -600,11 +649,19 @@ def main():
     p.add_argument("--ours-budget", type=int, default=200000, help="deliveries per run")
     p.add_argument("--ours-env", action="append", help="KEY=VALUE for our service (repeatable)")
     p.add_argument("--keep", action="store_true", help="keep the run directory (logs)")
+    p.add_argument("--variant", default="", help="name for --ours-env/patch runs in results")
+    p.add_argument("--profile", metavar="DIR", help="py-spy every Daphne process into DIR")
+    p.add_argument("--redis-query", default="",
+                   help="appended to our REDIS_URL, e.g. max_connections=1000")
     args = p.parse_args()
     if args.receivers is None:
         args.receivers = {"fanout": [10, 100, 500, 2000]}.get(args.scenario, [500])
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # children inherit it
+    ARGS.variant, ARGS.ours_env = args.variant, args.ours_env
+    PROFILE["dir"] = args.profile
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
     env = Env(args)
     log(f"session {SESSION}, scenario {args.scenario}, run dir {env.rundir}, nofile {hard}")
     try:

@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""Run our ws role (manage.py runws) with experimental patches, to measure a change before
+proposing it for services/chat (owned by others; bench/ never edits it).
+
+usage: BENCH_PATCHES=dispatch[,...] python bench/variants/runws_patched.py runws --bind ... --port ...
+(cwd services/chat, the service's usual environment)
+
+patches:
+  dispatch  ChatConsumer.dispatch without Channels' per-message `aclose_old_connections()` (a
+            thread hop through sync_to_async for every frame and every broadcast delivered);
+            our consumer reaches the database only through database_sync_to_async, which closes
+            stale connections itself before and after each call.
+  nosession the WebSocket stack without AuthMiddlewareStack (cookie + session + user): our
+            consumer never reads scope["user"] or scope["session"], yet Channels' session wrapper
+            inspects the session on every frame sent.
+  loop      ChatConsumer.__call__ with one long-lived receive loop per source (client, channel
+            layer) under a lock, instead of Channels' await_many_dispatch, which builds a new Task
+            and an asyncio.wait() for every message; handlers still run one at a time.
+"""
+
+import daphne.server  # noqa: F401, I001 - installs Twisted's asyncio reactor first, as runws does
+
+import os
+import sys
+
+sys.path.insert(0, os.getcwd())
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from channels.consumer import get_handler_name  # noqa: E402
+
+from chat import consumers  # noqa: E402
+
+PATCHES = {p for p in os.environ.get("BENCH_PATCHES", "").split(",") if p}
+
+
+async def dispatch_without_db_hop(self, message):
+    handler = getattr(self, get_handler_name(message), None)
+    if handler is None:
+        raise ValueError(f"No handler for message type {message['type']}")
+    await handler(message)
+
+
+if "dispatch" in PATCHES:
+    consumers.ChatConsumer.dispatch = dispatch_without_db_hop
+
+if "nosession" in PATCHES:
+    from channels.routing import ProtocolTypeRouter, URLRouter
+    from channels.security.websocket import AllowedHostsOriginValidator
+
+    from chat.routing import websocket_urlpatterns
+    from chatsite import asgi
+
+    asgi.application = ProtocolTypeRouter(
+        {
+            "http": asgi.django_asgi_app,
+            "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
+        }
+    )
+
+if "loop" in PATCHES:
+    import asyncio
+    import functools
+
+    from channels.exceptions import StopConsumer
+    from channels.layers import get_channel_layer
+
+    async def call_with_loops(self, scope, receive, send):
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        sources = [receive]
+        if self.channel_layer is not None:
+            self.channel_name = await self.channel_layer.new_channel()
+            self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
+            sources.append(self.channel_receive)
+        self.base_send = send
+        lock = asyncio.Lock()
+
+        async def pump(source):
+            while True:
+                message = await source()
+                async with lock:
+                    await self.dispatch(message)
+
+        tasks = [asyncio.ensure_future(pump(s)) for s in sources]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+        except StopConsumer:
+            pass
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    consumers.ChatConsumer.__call__ = call_with_loops
+
+unknown = PATCHES - {"dispatch", "nosession", "loop"}
+if unknown:
+    sys.exit(f"unknown BENCH_PATCHES: {sorted(unknown)}")
+
+from django.core.management import execute_from_command_line  # noqa: E402
+
+execute_from_command_line(["manage.py", *sys.argv[1:]])
