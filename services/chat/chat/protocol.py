@@ -23,14 +23,16 @@ ERRORS = {
     ),
 }
 
-# Close codes (4000-4999 are the application's; 1012 is RFC 6455's "service restart").
+# Close codes, all in the application's 4000-4999 range. "Service restart" would be RFC 6455's
+# 1012 (or 1001), but Daphne's WebSocket library (autobahn) lets a server send only 1000 and
+# 3000-4999, so it is 4012 here: same meaning, reconnect and resume.
 CLOSE_INVALID_ROOM = 4400
 CLOSE_NOT_FOUND = 4404
 CLOSE_INVALID_RESUME = 4422
 CLOSE_RATE_LIMIT = 4429
 CLOSE_INTERNAL = 4500
 CLOSE_UNAVAILABLE = 4503
-CLOSE_SERVICE_RESTART = 1012
+CLOSE_SERVICE_RESTART = 4012
 
 CLOSE_CODES = {
     CLOSE_INVALID_ROOM: "invalid room name",

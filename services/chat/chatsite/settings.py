@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from chatsite.env import REQUIRED, env
+from chatsite.env import REQUIRED, SettingError, env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -124,6 +124,25 @@ CHAT = {
     "RETENTION_DAYS": env.int("CHAT_RETENTION_DAYS", 0, minimum=0),
     "DRAIN_SECONDS": env.float("WS_DRAIN_SECONDS", 10.0, minimum=0),
 }
+
+# The ws role's server (manage.py runws). Daphne pings idle sockets every PING_INTERVAL seconds:
+# shorter than nginx's proxy_read_timeout (60 s), so a quiet but healthy socket is never cut.
+# A socket lives at most WEBSOCKET_TIMEOUT seconds, never longer than a core-layer group
+# membership (CHANNEL_GROUP_EXPIRY), or it would stop receiving without noticing.
+WS_SERVER = {
+    "PING_INTERVAL": env.int("DAPHNE_PING_INTERVAL", 20, minimum=1),
+    "PING_TIMEOUT": env.int("DAPHNE_PING_TIMEOUT", 30, minimum=1),
+    "WEBSOCKET_TIMEOUT": env.int("DAPHNE_WEBSOCKET_TIMEOUT", CHANNEL_GROUP_EXPIRY, minimum=60),
+    "APPLICATION_CLOSE_TIMEOUT": env.int("DAPHNE_APPLICATION_CLOSE_TIMEOUT", 10, minimum=1),
+    # Hard cap enforced by Daphne itself (close 1009) before anything is buffered or parsed;
+    # frames between CHAT_MAX_FRAME_BYTES and this get a friendlier error frame from the app.
+    "MAX_MESSAGE_BYTES": env.int("WS_MAX_MESSAGE_BYTES", 65536, minimum=1024),
+}
+if WS_SERVER["WEBSOCKET_TIMEOUT"] > CHANNEL_GROUP_EXPIRY:
+    raise SettingError(
+        f"DAPHNE_WEBSOCKET_TIMEOUT ({WS_SERVER['WEBSOCKET_TIMEOUT']}) must not exceed "
+        f"CHANNEL_GROUP_EXPIRY ({CHANNEL_GROUP_EXPIRY})"
+    )
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

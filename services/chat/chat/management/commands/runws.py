@@ -1,0 +1,72 @@
+"""Serve the ASGI application (the ws role) with Daphne, draining WebSockets on SIGTERM."""
+
+import daphne.server  # noqa: F401, I001 - installs Twisted's asyncio reactor; must come first
+
+import asyncio
+import signal
+
+from daphne.endpoints import build_endpoint_description_strings
+from daphne.server import Server
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from twisted.internet import reactor
+
+from chat.drain import drain
+
+
+class DrainableServer(Server):
+    """Daphne's server, keeping its listening ports so a drain can close them."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ports = []
+
+    def listen_success(self, port):
+        super().listen_success(port)
+        self.ports.append(port)
+        return port
+
+
+class Command(BaseCommand):
+    help = "Run Daphne for HTTP and WebSocket; on SIGTERM drain sockets, then exit."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--bind", default="0.0.0.0")
+        parser.add_argument("--port", type=int, default=8000)
+
+    def handle(self, *args, bind, port, **options):
+        from chatsite.asgi import application
+
+        ws = settings.WS_SERVER
+        server = DrainableServer(
+            application=application,
+            endpoints=build_endpoint_description_strings(host=bind, port=port),
+            signal_handlers=False,  # ours below: drain first, then stop
+            ping_interval=ws["PING_INTERVAL"],
+            ping_timeout=ws["PING_TIMEOUT"],
+            websocket_timeout=ws["WEBSOCKET_TIMEOUT"],
+            websocket_max_message_size=ws["MAX_MESSAGE_BYTES"],
+            application_close_timeout=ws["APPLICATION_CLOSE_TIMEOUT"],
+            # Only nginx reaches this port; take the client address and scheme it saw.
+            proxy_forwarded_address_header="X-Forwarded-For",
+            proxy_forwarded_port_header="X-Forwarded-Port",
+            proxy_forwarded_proto_header="X-Forwarded-Proto",
+            verbosity=0,
+        )
+        seconds = settings.CHAT["DRAIN_SECONDS"]
+
+        async def drain_then_stop():
+            await drain(server.ports, seconds)
+            server.stop()
+
+        def on_signal(signum, frame):
+            # Runs between bytecodes of the reactor's thread; hand the work to the event loop.
+            reactor.callFromThread(lambda: asyncio.ensure_future(drain_then_stop()))
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        self.stdout.write(
+            f"ws: Daphne on {bind}:{port}, drain {seconds:g} s on SIGTERM", ending="\n"
+        )
+        self.stdout.flush()
+        server.run()
