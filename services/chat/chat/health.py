@@ -15,8 +15,8 @@ from prometheus_client import (
     multiprocess,
 )
 
-import chat.metrics  # noqa: F401 - registers the chat_* metrics before the first scrape
 from chat import lifecycle
+from chat import metrics as chat_metrics
 
 PROBE_TIMEOUT = 2  # seconds; below the probes' own timeouts (3 s) so we answer 503, not time out
 
@@ -44,9 +44,8 @@ def _check_channel_layer():
         _redis().ping()
 
 
-@never_cache
-def readyz(request):
-    """Ready to serve: database and channel layer reachable, not draining. 503 otherwise."""
+def dependency_checks():
+    """{name: "ok" | "error: ..."} for the database and the channel layer; updates the gauge."""
     checks = {}
     for name, check in (("database", _check_database), ("channel_layer", _check_channel_layer)):
         try:
@@ -54,6 +53,14 @@ def readyz(request):
             checks[name] = "ok"
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready", reported by name
             checks[name] = f"error: {type(exc).__name__}: {exc}"[:300]
+        chat_metrics.DEPENDENCY_UP.labels(dependency=name).set(checks[name] == "ok")
+    return checks
+
+
+@never_cache
+def readyz(request):
+    """Ready to serve: database and channel layer reachable, not draining. 503 otherwise."""
+    checks = dependency_checks()
     if lifecycle.draining:
         checks["draining"] = "yes"
     ready = all(value == "ok" for value in checks.values())
@@ -63,6 +70,7 @@ def readyz(request):
 @never_cache
 def metrics(request):
     """Prometheus text format; aggregated over worker processes when they share a directory."""
+    dependency_checks()  # so chat_dependency_up is fresh at every scrape
     if settings.PROMETHEUS_MULTIPROC_DIR:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)

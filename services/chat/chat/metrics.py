@@ -21,6 +21,12 @@ DELIVERY_LATENCY = Histogram(
     "From a message being stored to its frame being handed to a receiver's socket",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+DEPENDENCY_UP = Gauge(
+    "chat_dependency_up",
+    "1 if the dependency answered at the last /readyz or /metrics, else 0",
+    ["dependency"],
+    multiprocess_mode="min",
+)
 DRAINING = Gauge(
     "chat_draining", "1 while this process drains for shutdown", multiprocess_mode="max"
 )

@@ -106,6 +106,7 @@ def test_metrics_in_prometheus_format(http):
         "chat_messages_rejected_total",
         "chat_deliveries_total",
         "chat_channel_layer_send_seconds_bucket",
+        'chat_dependency_up{dependency="database"} 1.0',
     ):
         assert name in text
 
