@@ -137,6 +137,9 @@ WS_SERVER = {
     # Hard cap enforced by Daphne itself (close 1009) before anything is buffered or parsed;
     # frames between CHAT_MAX_FRAME_BYTES and this get a friendlier error frame from the app.
     "MAX_MESSAGE_BYTES": env.int("WS_MAX_MESSAGE_BYTES", 65536, minimum=1024),
+    # Output buffered for a client that does not read; beyond it the client is dropped and
+    # resumes later from the database. Bounds a worker's memory per socket.
+    "MAX_PENDING_BYTES": env.int("WS_MAX_PENDING_BYTES", 1048576, minimum=65536),
 }
 if WS_SERVER["WEBSOCKET_TIMEOUT"] > CHANNEL_GROUP_EXPIRY:
     raise SettingError(

@@ -4,6 +4,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,27 +20,37 @@ pytestmark = pytest.mark.timeout(90)
 
 
 @pytest.fixture
-def runws(tmp_path):
-    """Start `manage.py runws` on a free port (SQLite, in-memory layer); yield (port, process)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL",)}
-    env.update(DATABASE_URL=f"sqlite:///{tmp_path}/db.sqlite3", WS_DRAIN_SECONDS="4")
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "-v0"], cwd=SERVICE, env=env, check=True
-    )
-    port = free_port()
-    log = (tmp_path / "runws.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "manage.py", "runws", "--bind", "127.0.0.1", "--port", str(port)],
-        cwd=SERVICE,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
+def start_runws(tmp_path):
+    """Start `manage.py runws` on a free port (SQLite, in-memory layer) with extra env."""
+    procs = []
+
+    def start(**extra):
+        env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+        env.update(DATABASE_URL=f"sqlite:///{tmp_path}/db.sqlite3", WS_DRAIN_SECONDS="4", **extra)
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "-v0"], cwd=SERVICE, env=env, check=True
+        )
+        port = free_port()
+        log = tmp_path / f"runws-{port}.log"
+        proc = subprocess.Popen(
+            [sys.executable, "manage.py", "runws", "--bind", "127.0.0.1", "--port", str(port)],
+            cwd=SERVICE,
+            env=env,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        procs.append(proc)
         wait_for(lambda: port_open(port), 20, f"runws on port {port}")
-        yield port, proc, tmp_path / "runws.log"
-    finally:
+        return port, proc, log
+
+    yield start
+    for proc in procs:
         stop(proc)
+
+
+@pytest.fixture
+def runws(start_runws):
+    return start_runws()
 
 
 def url(port, room="drain", query=""):
@@ -97,3 +108,55 @@ def test_frames_over_the_hard_cap_are_refused_by_daphne(runws):
     text = log.read_text()
     assert "reject" not in text  # the application never saw the frame
     assert "Traceback" not in text
+
+
+def socket_ended(sock, timeout):
+    """Read until the peer ends the connection: "eof", "reset", or "open" after `timeout`."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(65536):
+            pass
+    except ConnectionResetError:
+        return "reset"
+    except TimeoutError:
+        return "open"
+    return "eof"
+
+
+def test_a_slow_reader_is_dropped_not_buffered_forever(start_runws):
+    """A client that stops reading is disconnected once WS_MAX_PENDING_BYTES are queued for it;
+    a reading client in the same room keeps receiving everything, and the database has what the
+    slow one missed (it resumes with ?after=<id>)."""
+    port, proc, log = start_runws(
+        WS_MAX_PENDING_BYTES="65536", CHAT_RATE_PER_SECOND="100000", CHAT_RATE_BURST="100000"
+    )
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.connect(("127.0.0.1", port))
+    slow.sendall(
+        b"GET /ws/chat/slow/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\nOrigin: http://127.0.0.1\r\n\r\n"
+    )
+    assert b" 101 " in slow.recv(1024)  # switched protocols; from now on it never reads
+
+    async def flood():
+        origin = f"http://127.0.0.1:{port}"
+        async with (
+            websockets.connect(url(port, "slow"), origin=origin) as sender,
+            websockets.connect(url(port, "slow"), origin=origin) as reader,
+        ):
+            seen = 0
+            for i in range(3000):
+                await sender.send(json.dumps({"message": f"{i:05d}" + "x" * 1900}))
+                await sender.recv()
+                seen += 1 if json.loads(await reader.recv())["id"] else 0
+                if i % 100 == 0 and "slow reader dropped" in log.read_text():
+                    return seen
+            return seen
+
+    seen = asyncio.run(asyncio.wait_for(flood(), 60))
+    assert "slow reader dropped" in log.read_text()
+    assert seen >= 1  # the reading client got every message up to the drop, in lockstep
+    assert socket_ended(slow, timeout=5) in ("reset", "eof")
+    assert proc.poll() is None and "Traceback" not in log.read_text()

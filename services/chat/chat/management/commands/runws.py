@@ -3,15 +3,19 @@
 import daphne.server  # noqa: F401, I001 - installs Twisted's asyncio reactor; must come first
 
 import asyncio
+import logging
 import signal
 
 from daphne.endpoints import build_endpoint_description_strings
 from daphne.server import Server
 from django.conf import settings
 from django.core.management.base import BaseCommand
-from twisted.internet import reactor
+from twisted.internet import reactor, task
 
+from chat import metrics
 from chat.drain import drain
+
+logger = logging.getLogger("chat.ws")
 
 
 class DrainableServer(Server):
@@ -25,6 +29,30 @@ class DrainableServer(Server):
         super().listen_success(port)
         self.ports.append(port)
         return port
+
+
+def pending_bytes(transport):
+    """Bytes Twisted holds for a socket that the kernel would not take yet (a slow reader)."""
+    buffered = len(getattr(transport, "dataBuffer", b"")) - getattr(transport, "offset", 0)
+    return buffered + getattr(transport, "_tempDataLen", 0)
+
+
+def shed_slow_readers(server, limit):
+    """Drop connections whose unsent output exceeds `limit` bytes.
+
+    Daphne buffers without bound for a client that stops reading, so one slow reader could grow
+    the worker's memory until it is killed with everyone else's sockets. The dropped client
+    reconnects and resumes from its last id: the database has everything it missed.
+    """
+    for protocol in list(server.connections):
+        transport = getattr(protocol, "transport", None)
+        if transport is not None and pending_bytes(transport) > limit:
+            logger.warning(
+                "slow reader dropped",
+                extra={"event": "slow_reader", "pending_bytes": pending_bytes(transport)},
+            )
+            metrics.CLOSES.labels(code="slow_reader").inc()
+            transport.abortConnection()
 
 
 class Command(BaseCommand):
@@ -63,6 +91,7 @@ class Command(BaseCommand):
             # Runs between bytecodes of the reactor's thread; hand the work to the event loop.
             reactor.callFromThread(lambda: asyncio.ensure_future(drain_then_stop()))
 
+        task.LoopingCall(shed_slow_readers, server, ws["MAX_PENDING_BYTES"]).start(1.0, now=False)
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         self.stdout.write(
