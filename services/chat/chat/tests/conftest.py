@@ -48,8 +48,11 @@ def pytest_report_header(config):
 def _empty_database():
     """Every test starts with no rooms and no messages."""
     yield
+    from django.db import close_old_connections
+
     from chat.models import Room
 
+    close_old_connections()  # as a server does between requests (Postgres may have restarted)
     Room.objects.all().delete()
 
 
@@ -109,3 +112,12 @@ def chat_limits(settings_override):
         settings_override(CHAT={**settings.CHAT, **values})
 
     return apply
+
+
+@pytest.fixture
+def postgres(request):
+    """The run's throw-away Postgres (CHAT_TEST_DB=postgres), to stop and start it."""
+    pg = getattr(request.config, "postgres", None)
+    if pg is None:
+        pytest.skip("runs in the postgres tier (CHAT_TEST_DB=postgres)")
+    return pg

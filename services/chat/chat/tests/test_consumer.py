@@ -260,3 +260,21 @@ async def test_redis_lost_mid_chat_loses_nothing(settings_override):
 def test_limits_come_from_settings():
     assert settings.CHAT["MAX_MESSAGE_CHARS"] == 2000
     assert settings.CHAT["MAX_ROOM_CHARS"] >= 200
+
+
+async def test_database_down_refuses_sends_clearly_then_recovers(postgres):
+    """Postgres stopped: a send gets `unavailable` (not stored, not broadcast), a new socket is
+    closed 4503; once Postgres is back the same socket sends again."""
+    async with Client("pg") as a, Client("pg") as b:
+        await asyncio.to_thread(postgres.stop)
+        try:
+            await a.send("lost?")
+            error = await a.recv(timeout=15)
+            assert error["code"] == "unavailable"
+            assert await b.nothing()
+            async with Client("pg2") as c:
+                assert await c.closed(timeout=15) == (4503, "service unavailable")
+        finally:
+            await asyncio.to_thread(postgres.start)
+        await a.send("after restart")
+        assert (await b.recv(timeout=15))["message"] == "after restart"

@@ -5,6 +5,7 @@ import re
 from urllib.parse import quote
 
 import pytest
+from django.db import connection
 from django.test import Client
 
 from chat import store
@@ -113,3 +114,23 @@ def test_metrics_in_prometheus_format(http):
 
 def test_root_redirects_to_the_index(http):
     assert http.get("/").headers["Location"] == "/chat/"
+
+
+def test_database_down_gives_a_readable_503_then_recovers(http, postgres):
+    """Postgres stopped: the room page is a 503 that says so, /readyz says why; back by itself."""
+    store.append("pgdown", "kept")
+    postgres.stop()
+    try:
+        page = http.get("/chat/pgdown/")
+        assert page.status_code == 503
+        assert "temporarily unavailable" in page.text and page.headers["Retry-After"] == "5"
+        ready = http.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["database"].startswith("error")
+        assert http.get("/healthz").status_code == 200
+    finally:
+        postgres.start()
+        # A server closes stale connections at each request start; Django's test client
+        # switches that off, so the test does it (the native tier shows it through uWSGI).
+        connection.close()
+    page = http.get("/chat/pgdown/")
+    assert page.status_code == 200 and "kept" in page.text
