@@ -11,7 +11,6 @@ import argparse
 import collections
 import re
 
-
 FRAME = re.compile(r"^(.*) \((?:.*/)?([^/:()]+)(?::\d+)?\)$")
 
 
@@ -39,8 +38,9 @@ def main():
     self_t, incl = collections.Counter(), collections.Counter()
     idle = 0
     for frames, c in stacks:
-        if frames and ("select (selectors.py" in frames[-1] or "poll (" in frames[-1]
-                       or "epoll" in frames[-1]):
+        if frames and (
+            "select (selectors.py" in frames[-1] or "poll (" in frames[-1] or "epoll" in frames[-1]
+        ):
             idle += c
         self_t[frames[-1]] += c
         for fr in set(frames):

@@ -7,6 +7,7 @@ scenarios (issue 6):
   fanout   one room, 2 senders, 10/100/500/2000 receivers, as fast as the server takes it
   rate     500 receivers, 2000 deliveries/s for 60 s, through nginx (latency under load)
   idle     N idle WebSockets on one Daphne process, RSS per connection
+  idlecost RSS per idle connection layer by layer: bare ASGI, Channels, layer, auth, ours
   http     the room page: nginx -> uWSGI (ours) vs Daphne (baseline), with wrk
   scale    1/2/4 ws replicas behind nginx, 500 receivers as fast as possible
   smoke    a 10-second check that every stack starts and relays
@@ -36,7 +37,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,13 +119,18 @@ class Procs:
         self.started = []
 
     def start(self, name, argv, env=None, cwd=None, port=None, timeout=30, user=None):
-        logf = open(self.rundir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
+        logf = open(self.rundir / f"{name}.log", "ab")
         kw = {}
         if user is not None:
             kw.update(user=user.pw_uid, group=user.pw_gid, extra_groups=[])
         proc = subprocess.Popen(
-            argv, env=env, cwd=cwd, stdout=logf, stderr=subprocess.STDOUT,
-            start_new_session=True, **kw,
+            argv,
+            env=env,
+            cwd=cwd,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **kw,
         )
         self.started.append((name, proc, logf))
         if port:
@@ -163,8 +170,21 @@ def start_redis(procs):
     port = free_port()
     procs.start(
         "redis",
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(procs.rundir), "--maxclients", "10000"],
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(procs.rundir),
+            "--maxclients",
+            "10000",
+        ],
         port=port,
     )
     return port, procs.started[-1][1].pid
@@ -180,8 +200,11 @@ class Postgres:
         self.user = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
 
     def _run(self, *argv):
-        kw = {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": []} if (
-            self.user) else {}
+        kw = (
+            {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": []}
+            if (self.user)
+            else {}
+        )
         subprocess.run(argv, check=True, capture_output=True, timeout=120, **kw)
 
     def start(self):
@@ -191,13 +214,35 @@ class Postgres:
         pw.write_text("bench\n")
         if self.user:
             os.chown(pw, self.user.pw_uid, self.user.pw_gid)
-        self._run("initdb", "-D", str(self.dir / "data"), "-U", "chat", f"--pwfile={pw}",
-                  "-A", "scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.dir / "data"),
+            "-U",
+            "chat",
+            f"--pwfile={pw}",
+            "-A",
+            "scram-sha-256",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        )
         # fsync stays on: the database is part of what our service pays per message.
-        opts = (f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories="
-                f"{self.dir} -c max_connections=300")
-        self._run("pg_ctl", "-D", str(self.dir / "data"), "-o", opts, "-l",
-                  str(self.dir / "log"), "-w", "start")
+        opts = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories="
+            f"{self.dir} -c max_connections=300"
+        )
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.dir / "data"),
+            "-o",
+            opts,
+            "-l",
+            str(self.dir / "log"),
+            "-w",
+            "start",
+        )
         return f"postgres://chat:bench@127.0.0.1:{self.port}/postgres"
 
     def stop(self):
@@ -247,15 +292,25 @@ def ours_env(env, redis_port, layer, extra=None):
         CHAT_RATE_BURST="1000000",
         # Plain-HTTP loopback benchmark: no HTTPS redirect (nginx would terminate TLS).
         DJANGO_SECURE_SSL_REDIRECT="false",
+        DJANGO_STATIC_ROOT=str(env.rundir / "static"),
         PYTHONDONTWRITEBYTECODE="1",
     )
     e.update(extra or {})
     e.update(dict(kv.split("=", 1) for kv in env.args.ours_env or []))
+    if e.get("BENCH_REDIS_QUERY"):
+        e["REDIS_URL"] += ("&" if "?" in e["REDIS_URL"] else "?") + e["BENCH_REDIS_QUERY"]
     if not env.migrated:
-        r = subprocess.run([PY, "manage.py", "migrate", "--noinput"], cwd=SERVICE, env=e,
-                           capture_output=True, text=True, timeout=300)
-        if r.returncode:
-            die(f"migrate failed:\n{r.stdout[-2000:]}{r.stderr[-3000:]}")
+        for cmd in (["migrate", "--noinput"], ["collectstatic", "--noinput"]):
+            r = subprocess.run(
+                [PY, "manage.py", *cmd],
+                cwd=SERVICE,
+                env=e,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            if r.returncode:
+                die(f"{cmd[0]} failed:\n{r.stdout[-2000:]}{r.stderr[-3000:]}")
         env.migrated = True
     return e
 
@@ -265,6 +320,9 @@ def ours_env(env, redis_port, layer, extra=None):
 TUNED = {
     "BENCH_PATCHES": "dispatch,nosession,loop",
     "DATABASE_CONN_MAX_AGE": "60",
+    # redis-py's pool raises MaxConnectionsError past 100 connections; the core layer needs more
+    # when many clients connect at once (each handshake runs a group_add).
+    "BENCH_REDIS_QUERY": "max_connections=1000",
 }
 VARIANTS = {"": {}, "tuned": TUNED}
 
@@ -279,42 +337,86 @@ def start_daphne(env, stack, redis_port, name, extra_env=None):
     """One ws process of a stack; returns (port, pid)."""
     port = free_port()
     if stack == "baseline":
-        e = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
-                 BASELINE_DB=str(env.rundir / "baseline.sqlite3"), PYTHONDONTWRITEBYTECODE="1")
-        argv = [str(VENV / "daphne"), "-b", "127.0.0.1", "-p", str(port),
-                "mysite.asgi:application"]
+        e = dict(
+            os.environ,
+            REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+            BASELINE_DB=str(env.rundir / "baseline.sqlite3"),
+            PYTHONDONTWRITEBYTECODE="1",
+        )
+        argv = [str(VENV / "daphne"), "-b", "127.0.0.1", "-p", str(port), "mysite.asgi:application"]
         proc = env.procs.start(name, argv, env=e, cwd=BASELINE, port=port)
     else:
         layer, variant = stack_parts(stack)
         e = ours_env(env, redis_port, layer, {**variant, **(extra_env or {})})
         if e.get("BENCH_PATCHES"):
-            argv = [PY, str(BENCH / "variants" / "runws_patched.py"), "runws", "--bind",
-                    "127.0.0.1", "--port", str(port)]
+            argv = [
+                PY,
+                str(BENCH / "variants" / "runws_patched.py"),
+                "runws",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ]
         elif (SERVICE / "chat/management/commands/runws.py").exists():
             argv = [PY, "manage.py", "runws", "--bind", "127.0.0.1", "--port", str(port)]
         else:
-            argv = [str(VENV / "daphne"), "-b", "127.0.0.1", "-p", str(port), "-v", "0",
-                    "chatsite.asgi:application"]
+            argv = [
+                str(VENV / "daphne"),
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-v",
+                "0",
+                "chatsite.asgi:application",
+            ]
         proc = env.procs.start(name, argv, env=e, cwd=SERVICE, port=port)
     return port, proc.pid
 
 
-def start_uwsgi(env, redis_port, processes, threads):
+WEB_TUNED = {"DATABASE_CONN_MAX_AGE": "60"}
+
+
+def start_uwsgi(env, redis_port, processes, threads, extra=None):
     port = free_port()
-    e = ours_env(env, redis_port, "pubsub")
-    argv = [str(VENV / "uwsgi"), "--socket", f"127.0.0.1:{port}", "--module",
-            "chatsite.wsgi:application", "--master", "--processes", str(processes),
-            "--threads", str(threads), "--die-on-term", "--disable-logging", "--need-app",
-            "--listen", "1024", "--chdir", str(SERVICE)]
+    e = ours_env(env, redis_port, "pubsub", extra)
+    argv = [
+        str(VENV / "uwsgi"),
+        "--socket",
+        f"127.0.0.1:{port}",
+        "--module",
+        "chatsite.wsgi:application",
+        "--master",
+        "--processes",
+        str(processes),
+        "--threads",
+        str(threads),
+        "--die-on-term",
+        "--disable-logging",
+        "--need-app",
+        "--listen",
+        "1024",
+        "--chdir",
+        str(SERVICE),
+    ]
     proc = env.procs.start("uwsgi", argv, env=e, cwd=SERVICE, port=port)
     return port, proc.pid
 
 
-def start_gunicorn(env, redis_port, workers, threads):
+def start_gunicorn(env, redis_port, workers, threads, extra=None):
     port = free_port()
-    e = ours_env(env, redis_port, "pubsub")
-    argv = [str(VENV / "gunicorn"), "-b", f"127.0.0.1:{port}", "-w", str(workers),
-            "--threads", str(threads), "chatsite.wsgi:application"]
+    e = ours_env(env, redis_port, "pubsub", extra)
+    argv = [
+        str(VENV / "gunicorn"),
+        "-b",
+        f"127.0.0.1:{port}",
+        "-w",
+        str(workers),
+        "--threads",
+        str(threads),
+        "chatsite.wsgi:application",
+    ]
     proc = env.procs.start("gunicorn", argv, env=e, cwd=SERVICE, port=port)
     return port, proc.pid
 
@@ -351,6 +453,7 @@ http {{
             proxy_read_timeout 3600s;
             proxy_buffering off;
         }}
+        location /static/ {{ alias {rundir}/static/; expires 1y; }}
         location / {{ {web_location} }}
     }}
 }}
@@ -363,13 +466,19 @@ def start_nginx(env, ws_ports, web_port, web_proto, workers=1, access_log=False)
         web_location = "include /etc/nginx/uwsgi_params; uwsgi_pass web;"
         web_keepalive = ""
     else:
-        web_location = ("proxy_pass http://web; proxy_http_version 1.1; "
-                        "proxy_set_header Connection ''; proxy_set_header Host $host;")
+        web_location = (
+            "proxy_pass http://web; proxy_http_version 1.1; "
+            "proxy_set_header Connection ''; proxy_set_header Host $host;"
+        )
         web_keepalive = "keepalive 32;"
     conf = NGINX_CONF.format(
-        workers=workers, rundir=env.rundir, port=port, web_port=web_port or ws_ports[0],
+        workers=workers,
+        rundir=env.rundir,
+        port=port,
+        web_port=web_port or ws_ports[0],
         ws_servers=" ".join(f"server 127.0.0.1:{p};" for p in ws_ports),
-        web_location=web_location, web_keepalive=web_keepalive,
+        web_location=web_location,
+        web_keepalive=web_keepalive,
         access_log=f"{env.rundir}/nginx-access.log" if access_log else "off",
     )
     path = env.rundir / f"nginx-{port}.conf"
@@ -394,7 +503,8 @@ def record(scenario, row):
 
 
 ARGS = argparse.Namespace(variant="", ours_env=None)
-PYSPY = os.environ.get("PYSPY", "/tmp/benchtools/bin/py-spy")
+# py-spy lives in a separate venv (docs/PERFORMANCE.md: python3 -m venv /tmp/benchtools ...).
+PYSPY = os.environ.get("PYSPY", "/tmp/benchtools/bin/py-spy")  # noqa: S108
 PROFILE = {"dir": None, "tag": ""}
 
 
@@ -405,10 +515,28 @@ def wsload(args_list, timeout, pids=None):
         # py-spy samples the server while the load runs (collapsed stacks, bench/profile.py).
         for i, pid in enumerate(pids.get("daphne", [])):
             out = Path(PROFILE["dir"]) / f"{PROFILE['tag']}-ws{i}.txt"
-            spies.append(subprocess.Popen(
-                [PYSPY, "record", "--pid", str(pid), "--format", "raw", "--rate", "250", "--gil",
-                 "--nonblocking", "--output", str(out), "--duration", str(int(timeout))],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            spies.append(
+                subprocess.Popen(
+                    [
+                        PYSPY,
+                        "record",
+                        "--pid",
+                        str(pid),
+                        "--format",
+                        "raw",
+                        "--rate",
+                        "250",
+                        "--gil",
+                        "--nonblocking",
+                        "--output",
+                        str(out),
+                        "--duration",
+                        str(int(timeout)),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
     r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout + 60)
     for spy in spies:
         spy.send_signal(signal.SIGINT)
@@ -475,26 +603,62 @@ def scenario_fanout(env, args):
         for stack in args.stacks:
             msgs = messages_for(stack, receivers, budget)
             with ws_stack(env, stack, nginx=args.nginx) as (url, pids):
-                res = wsload(["fanout", "--url", url, "--receivers", str(receivers),
-                              "--messages", str(msgs), "--window", str(args.window),
-                              "--procs", str(args.procs), "--timeout", str(args.timeout),
-                              "--room", f"fan{receivers}", *pid_args(pids)], args.timeout,
-                             profiled(f"fanout-{stack}-{receivers}", pids))
-            row = record("fanout", {"stack": stack, "nginx": args.nginx, **res})
+                res = wsload(
+                    [
+                        "fanout",
+                        "--url",
+                        url,
+                        "--receivers",
+                        str(receivers),
+                        "--messages",
+                        str(msgs),
+                        "--window",
+                        str(args.window),
+                        "--procs",
+                        str(args.procs),
+                        "--timeout",
+                        str(args.timeout),
+                        "--room",
+                        f"fan{receivers}",
+                        *pid_args(pids),
+                    ],
+                    args.timeout,
+                    profiled(f"fanout-{stack}-{receivers}", pids),
+                )
+            row = record("fanout", {"stack": stack, "nginx": args.nginx, "tag": args.tag, **res})
             log(f"fanout {stack} receivers={receivers}: {summary(row)}")
 
 
 def scenario_rate(env, args):
-    for stack in args.stacks:
+    for stack, replicas in [(s, r) for s in args.stacks for r in args.replicas]:
         msgs = int(args.rate * args.duration / 2) + 1
-        with ws_stack(env, stack, nginx=not args.direct) as (url, pids):
-            res = wsload(["fanout", "--url", url, "--receivers", str(args.receivers[0]),
-                          "--messages", str(msgs), "--rate", str(args.rate),
-                          "--procs", str(args.procs), "--timeout", str(args.duration + 60),
-                          "--room", "rate", *pid_args(pids)], args.duration + 60,
-                         profiled(f"rate-{stack}", pids))
-        row = record("rate", {"stack": stack, "nginx": not args.direct, **res})
-        log(f"rate {stack}: {summary(row)} p50={row['latency_ms']['p50']}")
+        with ws_stack(env, stack, replicas=replicas, nginx=not args.direct) as (url, pids):
+            res = wsload(
+                [
+                    "fanout",
+                    "--url",
+                    url,
+                    "--receivers",
+                    str(args.receivers[0]),
+                    "--messages",
+                    str(msgs),
+                    "--rate",
+                    str(args.rate),
+                    "--procs",
+                    str(args.procs),
+                    "--timeout",
+                    str(args.duration + 60),
+                    "--room",
+                    "rate",
+                    *pid_args(pids),
+                ],
+                args.duration + 60,
+                profiled(f"rate-{stack}", pids),
+            )
+        row = record(
+            "rate", {"stack": stack, "replicas": replicas, "nginx": not args.direct, **res}
+        )
+        log(f"rate {stack} replicas={replicas}: {summary(row)} p50={row['latency_ms']['p50']}")
 
 
 def scenario_scale(env, args):
@@ -503,12 +667,30 @@ def scenario_scale(env, args):
         for replicas in args.replicas:
             receivers = args.receivers[0]
             msgs = messages_for(stack, receivers, budget)
-            with ws_stack(env, stack, replicas=replicas, nginx=True,
-                          nginx_workers=args.nginx_workers) as (url, pids):
-                res = wsload(["fanout", "--url", url, "--receivers", str(receivers),
-                              "--messages", str(msgs), "--window", str(args.window),
-                              "--procs", str(args.procs), "--timeout", str(args.timeout),
-                              "--room", "scale", *pid_args(pids)], args.timeout)
+            with ws_stack(
+                env, stack, replicas=replicas, nginx=True, nginx_workers=args.nginx_workers
+            ) as (url, pids):
+                res = wsload(
+                    [
+                        "fanout",
+                        "--url",
+                        url,
+                        "--receivers",
+                        str(receivers),
+                        "--messages",
+                        str(msgs),
+                        "--window",
+                        str(args.window),
+                        "--procs",
+                        str(args.procs),
+                        "--timeout",
+                        str(args.timeout),
+                        "--room",
+                        "scale",
+                        *pid_args(pids),
+                    ],
+                    args.timeout,
+                )
             row = record("scale", {"stack": stack, "replicas": replicas, **res})
             log(f"scale {stack} replicas={replicas}: {summary(row)}")
 
@@ -518,20 +700,95 @@ def scenario_idle(env, args):
         extra = {}
         with ws_stack(env, stack, extra_env=extra) as (url, pids):
             time.sleep(1)
-            res = wsload(["idle", "--url", url, "--connections", str(args.connections),
-                          "--rooms", str(args.rooms), "--hold", str(args.hold),
-                          "--procs", str(args.procs), "--timeout", str(args.timeout),
-                          "--connect-wall", str(args.timeout - args.hold - 5),
-                          "--room", "idle", *pid_args({"daphne": pids["daphne"]})], args.timeout)
+            res = wsload(
+                [
+                    "idle",
+                    "--url",
+                    url,
+                    "--connections",
+                    str(args.connections),
+                    "--rooms",
+                    str(args.rooms),
+                    "--hold",
+                    str(args.hold),
+                    "--procs",
+                    str(args.procs),
+                    "--timeout",
+                    str(args.timeout),
+                    "--connect-wall",
+                    str(args.timeout - args.hold - 5),
+                    "--room",
+                    "idle",
+                    *pid_args({"daphne": pids["daphne"]}),
+                ],
+                args.timeout,
+            )
         row = record("idle", {"stack": stack, **res})
         log(f"idle {stack}: {summary(row)} connect/s={row['connect_per_s']}")
+
+
+def scenario_idlecost(env, args):
+    """Idle RSS per connection, layer by layer (bench/variants/idle_apps.py), then our service."""
+    for app in args.apps:
+        redis_port, _ = start_redis(env.procs)
+        if app.startswith("ours"):
+            port, pid = start_daphne(env, app, redis_port, app)
+        else:
+            port = free_port()
+            e = dict(
+                os.environ,
+                REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+                PYTHONPATH=str(BENCH / "variants"),
+                PYTHONDONTWRITEBYTECODE="1",
+                BASELINE_DB=str(env.rundir / "baseline.sqlite3"),
+            )
+            argv = [
+                str(VENV / "daphne"),
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-v",
+                "0",
+                f"idle_apps:{app}" if app != "baseline" else "mysite.asgi:application",
+            ]
+            pid = env.procs.start(app, argv, env=e, cwd=BASELINE, port=port).pid
+        time.sleep(1)
+        res = wsload(
+            [
+                "idle",
+                "--url",
+                f"ws://127.0.0.1:{port}/ws/chat/{{room}}/",
+                "--connections",
+                str(args.connections),
+                "--rooms",
+                str(args.rooms),
+                "--hold",
+                str(args.hold),
+                "--procs",
+                str(args.procs),
+                "--timeout",
+                str(args.timeout),
+                "--connect-wall",
+                str(args.timeout - args.hold - 5),
+                "--room",
+                "idle",
+                f"--pid=daphne={pid}",
+            ],
+            args.timeout,
+        )
+        row = record("idlecost", {"stack": app, **res})
+        log(f"idlecost {app}: {summary(row)}")
+        env.procs.stop_all()
 
 
 def wrk(url, seconds, connections, threads, pids):
     cpu0 = {k: sum(proc_cpu(p) for p in v) for k, v in pids.items()}
     r = subprocess.run(
         ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency", url],
-        capture_output=True, text=True, timeout=seconds + 30,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 30,
     )
     cpu1 = {k: sum(proc_cpu(p) for p in v) for k, v in pids.items()}
     out = r.stdout
@@ -544,9 +801,12 @@ def wrk(url, seconds, connections, threads, pids):
     cpu = {k: round(cpu1[k] - cpu0[k], 2) for k in cpu0}
     requests = int(total.group(1)) if total else 0
     return {
-        "url": url, "requests": requests, "requests_per_s": rps,
+        "url": url,
+        "requests": requests,
+        "requests_per_s": rps,
         "non_2xx": int(non2xx.group(1)) if non2xx else 0,
-        "socket_errors": errors.group(1) if errors else None, "latency": lat,
+        "socket_errors": errors.group(1) if errors else None,
+        "latency": lat,
         "server_cpu_s": cpu,
         "requests_per_cpu_s": {k: round(requests / v, 1) if v else None for k, v in cpu.items()},
         "wrk_connections": connections,
@@ -557,12 +817,22 @@ def scenario_http(env, args):
     path = "/chat/lobby/"
 
     def measure(label, url, pids):
+        try:
+            with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - loopback URL
+                status, size = resp.status, len(resp.read())
+        except urllib.error.HTTPError as exc:
+            status, size = exc.code, len(exc.read())
+            log(f"http {label}: {url} answered {status}: {exc.read()[:300]!r}")
+        if status != 200:
+            die(f"expected 200 from {url}, found {status}")
         # A second of warm-up, then the measured run.
         subprocess.run(["wrk", "-t1", "-c4", "-d1s", url], capture_output=True, timeout=30)
         res = wrk(url, args.seconds, args.wrk_connections, args.wrk_threads, pids)
-        row = record("http", {"stack": label, **res})
-        log(f"http {label}: {row['requests_per_s']} req/s, p99 {row['latency'].get('99')}, "
-            f"non-2xx {row['non_2xx']}, cpu {row['server_cpu_s']}")
+        row = record("http", {"stack": label, "page_bytes": size, **res})
+        log(
+            f"http {label}: {row['requests_per_s']} req/s, p99 {row['latency'].get('99')}, "
+            f"non-2xx {row['non_2xx']}, cpu {row['server_cpu_s']}"
+        )
         return row
 
     if "baseline" in args.stacks:
@@ -570,23 +840,25 @@ def scenario_http(env, args):
         port, pid = start_daphne(env, "baseline", redis_port, "baseline-http")
         measure("baseline-daphne", f"http://127.0.0.1:{port}{path}", {"daphne": [pid]})
         ngx_port, ngx = start_nginx(env, [port], port, "http")
-        measure("baseline-nginx-daphne", f"http://127.0.0.1:{ngx_port}{path}",
-                {"daphne": [pid], "nginx": [ngx.pid, *children(ngx.pid)]})
+        measure(
+            "baseline-nginx-daphne",
+            f"http://127.0.0.1:{ngx_port}{path}",
+            {"daphne": [pid], "nginx": [ngx.pid, *children(ngx.pid)]},
+        )
         env.procs.stop_all()
     for server in args.http_servers:
         redis_port, _ = start_redis(env.procs)
         # Our room page reads the room's history: give it some (50 messages, like a live room).
         seed_history(env, redis_port)
-        kind, procs_, threads = (server.split(":") + ["2", "4"])[:3]
-        if kind == "uwsgi":
-            web_port, web_pid = start_uwsgi(env, redis_port, int(procs_), int(threads))
-        else:
-            web_port, web_pid = start_gunicorn(env, redis_port, int(procs_), int(threads))
+        kind, procs_, threads, variant = [*server.split(":"), "", "", ""][:4]
+        extra = WEB_TUNED if variant == "tuned" else {}
+        start = start_uwsgi if kind == "uwsgi" else start_gunicorn
+        web_port, web_pid = start(env, redis_port, int(procs_), int(threads), extra)
         time.sleep(1)
         ngx_port, ngx = start_nginx(env, [web_port], web_port, kind if kind == "uwsgi" else "http")
         pids = {"web": [web_pid, *children(web_pid)], "nginx": [ngx.pid, *children(ngx.pid)]}
-        measure(f"ours-nginx-{kind}-{procs_}x{threads}", f"http://127.0.0.1:{ngx_port}{path}",
-                pids)
+        label = f"ours-nginx-{kind}-{procs_}x{threads}" + (f"-{variant}" if variant else "")
+        measure(label, f"http://127.0.0.1:{ngx_port}{path}", pids)
         env.procs.stop_all()  # Postgres is not among them: it stays up for the next server
 
 
@@ -597,23 +869,49 @@ def seed_history(env, redis_port):
         "n = store.room_last_id('lobby')\n"
         "for i in range(max(0, 50 - n)): store.append('lobby', f'history message {i}')\n"
     )
-    subprocess.run([PY, "manage.py", "shell", "-c", code], cwd=SERVICE, env=e, check=True,
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        [PY, "manage.py", "shell", "-c", code],
+        cwd=SERVICE,
+        env=e,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
 
 
 def scenario_smoke(env, args):
     for stack in args.stacks:
         with ws_stack(env, stack, nginx=True) as (url, pids):
-            res = wsload(["fanout", "--url", url, "--receivers", "5", "--messages", "50",
-                          "--procs", "1", "--timeout", "20", *pid_args(pids)], 20)
+            res = wsload(
+                [
+                    "fanout",
+                    "--url",
+                    url,
+                    "--receivers",
+                    "5",
+                    "--messages",
+                    "50",
+                    "--procs",
+                    "1",
+                    "--timeout",
+                    "20",
+                    *pid_args(pids),
+                ],
+                20,
+            )
         log(f"smoke {stack}: {summary(res)}")
         if res["lost"] or res["deliveries"] != res["expected"]:
             die(f"smoke {stack}: expected {res['expected']} deliveries, got {res['deliveries']}")
 
 
 SCENARIOS = {
-    "fanout": scenario_fanout, "rate": scenario_rate, "idle": scenario_idle,
-    "http": scenario_http, "scale": scenario_scale, "smoke": scenario_smoke,
+    "fanout": scenario_fanout,
+    "rate": scenario_rate,
+    "idle": scenario_idle,
+    "http": scenario_http,
+    "scale": scenario_scale,
+    "smoke": scenario_smoke,
+    "idlecost": scenario_idlecost,
 }
 
 
@@ -622,13 +920,15 @@ def ints(text):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("scenario", choices=SCENARIOS)
-    p.add_argument("--stacks", default="baseline,ours-pubsub,ours-core",
-                   type=lambda s: s.split(","))
+    p.add_argument(
+        "--stacks", default="baseline,ours-pubsub,ours-core", type=lambda s: s.split(",")
+    )
     p.add_argument("--receivers", type=ints, default=None)
-    p.add_argument("--replicas", type=ints, default=[1, 2, 4])
+    p.add_argument("--replicas", type=ints, default=None, help="scale: 1,2,4; rate: 1")
     p.add_argument("--window", type=int, default=20)
     p.add_argument("--procs", type=int, default=2, help="client receiver processes")
     p.add_argument("--timeout", type=int, default=120)
@@ -640,23 +940,37 @@ def main():
     p.add_argument("--connections", type=int, default=15000)
     p.add_argument("--rooms", type=int, default=150)
     p.add_argument("--hold", type=float, default=10)
+    p.add_argument(
+        "--apps",
+        default="bare,consumer,layer,auth,baseline,ours-pubsub,ours-pubsub-tuned",
+        type=lambda s: s.split(","),
+        help="idlecost: apps",
+    )
     p.add_argument("--seconds", type=int, default=10, help="http: wrk duration")
     p.add_argument("--wrk-connections", type=int, default=32)
     p.add_argument("--wrk-threads", type=int, default=1)
-    p.add_argument("--http-servers", default="uwsgi:2:4", type=lambda s: s.split(","),
-                   help="http: comma list of uwsgi:P:T or gunicorn:W:T")
+    p.add_argument(
+        "--http-servers",
+        default="uwsgi:2:4",
+        type=lambda s: s.split(","),
+        help="http: comma list of uwsgi:P:T or gunicorn:W:T",
+    )
     p.add_argument("--baseline-budget", type=int, default=40000, help="deliveries per run")
     p.add_argument("--ours-budget", type=int, default=200000, help="deliveries per run")
     p.add_argument("--ours-env", action="append", help="KEY=VALUE for our service (repeatable)")
+    p.add_argument("--tag", default="", help="fanout: a name for this series in the results")
     p.add_argument("--keep", action="store_true", help="keep the run directory (logs)")
     p.add_argument("--variant", default="", help="name for --ours-env/patch runs in results")
     p.add_argument("--profile", metavar="DIR", help="py-spy every Daphne process into DIR")
-    p.add_argument("--redis-query", default="",
-                   help="appended to our REDIS_URL, e.g. max_connections=1000")
+    p.add_argument(
+        "--redis-query", default="", help="appended to our REDIS_URL, e.g. max_connections=1000"
+    )
     args = p.parse_args()
+    if args.replicas is None:
+        args.replicas = [1, 2, 4] if args.scenario == "scale" else [1]
     if args.receivers is None:
         args.receivers = {"fanout": [10, 100, 500, 2000]}.get(args.scenario, [500])
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # children inherit it
     ARGS.variant, ARGS.ours_env = args.variant, args.ours_env
     PROFILE["dir"] = args.profile

@@ -234,6 +234,7 @@ class LibWS:
     def __init__(self, ws, on_text, on_close):
         self.ws, self.on_text, self.on_close = ws, on_text, on_close
         self.closed = False
+        self.pending = set()
         self.task = asyncio.create_task(self._pump())
 
     async def _pump(self):
@@ -245,7 +246,9 @@ class LibWS:
             self.on_close(self, self.ws.close_code or 1006)
 
     def send_text(self, text):
-        asyncio.create_task(self.ws.send(text))
+        task = asyncio.create_task(self.ws.send(text))
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
 
     async def aclose(self):
         self.closed = True
@@ -259,7 +262,11 @@ async def open_lib(url, on_text, on_close, timeout):
 
     host = urlsplit(url).netloc
     ws = await websockets.connect(
-        url, origin=f"http://{host}", open_timeout=timeout, ping_interval=None, max_queue=None,
+        url,
+        origin=f"http://{host}",
+        open_timeout=timeout,
+        ping_interval=None,
+        max_queue=None,
         compression=None,
     )
     return LibWS(ws, on_text, on_close)
@@ -398,7 +405,11 @@ async def _worker(role, slot, urls, args, shared, conn_out):
     tracker = Tracker(len(urls), ns, max_messages, done_arr, slot)
     t_open = time.monotonic()
     conns, open_errors = await open_many(
-        urls, opener, tracker, args.connect_concurrency, args.connect_timeout,
+        urls,
+        opener,
+        tracker,
+        args.connect_concurrency,
+        args.connect_timeout,
         t_open + args.connect_wall,
     )
     open_s = time.monotonic() - t_open
@@ -432,8 +443,15 @@ async def _worker(role, slot, urls, args, shared, conn_out):
     sent = list(sent_arr)
     res = tracker.result(sent, [i for i, c in enumerate(conns) if c is not None])
     res.update(
-        role=role, slot=slot, wanted=len(urls), opened=opened, open_errors=open_errors,
-        open_s=open_s, still_open=still_open, client_cpu_s=cpu1 - cpu0, send=send_info,
+        role=role,
+        slot=slot,
+        wanted=len(urls),
+        opened=opened,
+        open_errors=open_errors,
+        open_s=open_s,
+        still_open=still_open,
+        client_cpu_s=cpu1 - cpu0,
+        send=send_info,
     )
     del loop
     conn_out.send(res)
@@ -457,7 +475,7 @@ async def send_all(conns, args, done_arr, sent_arr, stop, wall_end):
                     return
                 late["window_waits"] += 1
                 await asyncio.sleep(0.002)
-            conn.send_text('{"message": "%d|%d|%.6f%s"}' % (s, seq, time.time(), pad))
+            conn.send_text(f'{{"message": "{s}|{seq}|{time.time():.6f}{pad}"}}')
             sent_arr[s] = seq + 1
             if seq % 16 == 15:
                 await asyncio.sleep(0)  # let the echoes in
@@ -474,7 +492,7 @@ async def send_all(conns, args, done_arr, sent_arr, stop, wall_end):
                 await asyncio.sleep(due - now)
             else:
                 late["max_late_s"] = max(late["max_late_s"], now - due)
-            conn.send_text('{"message": "%d|%d|%.6f%s"}' % (s, seq, time.time(), pad))
+            conn.send_text(f'{{"message": "{s}|{seq}|{time.time():.6f}{pad}"}}')
             sent_arr[s] = seq + 1
 
     if len(live) < ns:
@@ -527,7 +545,9 @@ def main(argv=None):
     p.add_argument("--senders", type=int, default=2)
     p.add_argument("--messages", type=int, default=2000, help="per sender")
     p.add_argument("--window", type=int, default=20, help="per sender, not yet delivered to all")
-    p.add_argument("--rate", type=float, default=0, help="messages/s in total; 0: as fast as it goes")
+    p.add_argument(
+        "--rate", type=float, default=0, help="messages/s in total; 0: as fast as it goes"
+    )
     p.add_argument("--pad", type=int, default=0, help="extra characters per message")
     p.add_argument("--room", default="bench")
     p.add_argument("--connections", type=int, default=1000, help="idle mode")
@@ -559,8 +579,10 @@ def main(argv=None):
         recv_urls = [url] * args.receivers
         send_urls = [url] * args.senders
     else:
-        recv_urls = [args.url.replace("{room}", f"{args.room}-{i % args.rooms}")
-                     for i in range(args.connections)]
+        recv_urls = [
+            args.url.replace("{room}", f"{args.room}-{i % args.rooms}")
+            for i in range(args.connections)
+        ]
         send_urls = []
         args.senders = 0
     t_start = time.monotonic()
@@ -603,7 +625,6 @@ def main(argv=None):
         time.sleep(max(0.0, min(args.hold, wall_end - time.monotonic())))
         rss1 = {name: sum(proc_rss_kb(p) or 0 for p in plist) for name, plist in pids.items()}
     cpu1 = cpu_snapshot(pids)
-    t1 = time.time()
     stop.set()
 
     results = []
@@ -679,7 +700,9 @@ def main(argv=None):
             client_cpu_s=round(sum(r["client_cpu_s"] for r in results), 3),
             client_cpu_us_per_delivery=round(
                 sum(r["client_cpu_s"] for r in results) / deliveries * 1e6, 2
-            ) if deliveries else None,
+            )
+            if deliveries
+            else None,
             sender=next((r["send"] for r in results if r["role"] == "send"), {}),
         )
         del firsts

@@ -2,8 +2,8 @@
 """Run our ws role (manage.py runws) with experimental patches, to measure a change before
 proposing it for services/chat (owned by others; bench/ never edits it).
 
-usage: BENCH_PATCHES=dispatch[,...] python bench/variants/runws_patched.py runws --bind ... --port ...
-(cwd services/chat, the service's usual environment)
+usage (cwd services/chat, with the service's usual environment):
+  BENCH_PATCHES=dispatch[,...] python ../../bench/variants/runws_patched.py runws --port ...
 
 patches:
   dispatch  ChatConsumer.dispatch without Channels' per-message `aclose_old_connections()` (a
@@ -26,7 +26,7 @@ import sys
 sys.path.insert(0, os.getcwd())
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
