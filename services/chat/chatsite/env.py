@@ -34,6 +34,8 @@ class Env:
 
     def _raw(self, name, default):
         value = self.environ.get(name)
+        if value is not None and value.startswith("!!!SET"):
+            raise SettingError(f"{name} still holds the .env.example placeholder {value!r}: set it")
         if value is None or value == "":
             if default is REQUIRED:
                 raise SettingError(f"{name} is required and has no default in production")

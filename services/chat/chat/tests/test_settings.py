@@ -49,6 +49,13 @@ def test_renamed_variable_fails_loudly():
     assert "SECRET_KEY was renamed to DJANGO_SECRET_KEY" in result.stderr
 
 
+def test_env_example_placeholder_is_refused():
+    """A secret still holding .env.example's `!!!SET ...!!!` placeholder stops the process."""
+    result = manage("check", **{**PRODUCTION, "DJANGO_SECRET_KEY": "!!!SET DJANGO_SECRET_KEY!!!"})
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY still holds the .env.example placeholder" in result.stderr
+
+
 def test_production_settings_pass_check_deploy():
     result = manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -4,6 +4,7 @@ import daphne.server  # noqa: F401, I001 - installs Twisted's asyncio reactor; m
 
 import asyncio
 import logging
+import resource
 import signal
 
 from daphne.endpoints import build_endpoint_description_strings
@@ -55,6 +56,20 @@ def shed_slow_readers(server, limit):
             transport.abortConnection()
 
 
+def raise_open_files_limit():
+    """Lift the soft limit on open files to the hard one; return the new soft limit.
+
+    Each socket is a descriptor, and container engines often start processes with a soft limit of
+    1024 (Docker 25+) under a generous hard one; the operator sets the hard limit (ulimits).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else 1048576
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        return target
+    return soft
+
+
 class Command(BaseCommand):
     help = "Run Daphne for HTTP and WebSocket; on SIGTERM drain sockets, then exit."
 
@@ -94,8 +109,10 @@ class Command(BaseCommand):
         task.LoopingCall(shed_slow_readers, server, ws["MAX_PENDING_BYTES"]).start(1.0, now=False)
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        files = raise_open_files_limit()
         self.stdout.write(
-            f"ws: Daphne on {bind}:{port}, drain {seconds:g} s on SIGTERM", ending="\n"
+            f"ws: Daphne on {bind}:{port}, drain {seconds:g} s on SIGTERM, {files} open files",
+            ending="\n",
         )
         self.stdout.flush()
         server.run()
