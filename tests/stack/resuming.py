@@ -1,0 +1,146 @@
+"""Clients that behave like the room page's script: reconnect on any close and resume.
+
+`ResumingClient` keeps a socket in one room, reconnecting after a short random delay with
+`?after=<last id>` (docs/protocol.md), and records every id it got, duplicates, close codes and
+reconnect times. `SteadySender` sends at a fixed rate, reconnecting when its socket goes.
+Scenario tests run them through a fault and then demand: every stored id, once, in order.
+"""
+
+import asyncio
+import contextlib
+import json
+import random
+import time
+from collections import Counter
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from tests.functional import origin_of, ws_url
+
+RETRYABLE = (ConnectionClosed, InvalidHandshake, InvalidStatus, OSError, TimeoutError)
+
+
+class ResumingClient:
+    def __init__(self, base_url, room):
+        self.base_url = base_url
+        self.room = room
+        self.ids = []
+        self.duplicates = 0
+        self.closes = Counter()
+        self.reconnect_seconds = []
+        self.connected = asyncio.Event()
+        self._task = None
+
+    @property
+    def last_id(self):
+        return self.ids[-1] if self.ids else 0
+
+    def start(self):
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def stop(self):
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _run(self):
+        lost_at = None
+        while True:
+            url = ws_url(self.base_url, self.room, after=self.last_id)
+            try:
+                async with connect(url, origin=origin_of(self.base_url), open_timeout=5) as ws:
+                    if lost_at is not None:
+                        self.reconnect_seconds.append(time.monotonic() - lost_at)
+                        lost_at = None
+                    self.connected.set()
+                    async for raw in ws:
+                        self._on_frame(json.loads(raw))
+                    self.closes[ws.close_code] += 1
+            except RETRYABLE as exc:
+                code = getattr(getattr(exc, "rcvd", None), "code", None)
+                self.closes[code or type(exc).__name__] += 1
+            lost_at = lost_at or time.monotonic()
+            await asyncio.sleep(random.uniform(0.1, 0.5))  # jitter, as room.js does
+
+    def _on_frame(self, frame):
+        if frame.get("type") != "message":
+            return
+        if frame["id"] <= self.last_id:
+            self.duplicates += 1
+        else:
+            self.ids.append(frame["id"])
+
+
+class SteadySender:
+    """Sends `{"message": ...}` every `interval` s until stopped, reconnecting when cut off."""
+
+    def __init__(self, base_url, room, interval=0.2):
+        self.base_url = base_url
+        self.room = room
+        self.interval = interval
+        self.sent = 0
+        self.errors = Counter()
+        self._task = None
+
+    def start(self):
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def stop(self):
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _run(self):
+        url = ws_url(self.base_url, self.room)
+        while True:
+            try:
+                async with connect(url, origin=origin_of(self.base_url), open_timeout=5) as ws:
+                    reader = asyncio.create_task(self._read(ws))
+                    try:
+                        while True:
+                            await ws.send(json.dumps({"message": f"steady {self.sent}"}))
+                            self.sent += 1
+                            await asyncio.sleep(self.interval)
+                    finally:
+                        reader.cancel()
+            except RETRYABLE as exc:
+                self.errors[type(exc).__name__] += 1
+            await asyncio.sleep(random.uniform(0.1, 0.5))
+
+    async def _read(self, ws):
+        with contextlib.suppress(ConnectionClosed):
+            async for raw in ws:
+                frame = json.loads(raw)
+                if frame.get("type") == "error":
+                    self.errors[frame.get("code")] += 1
+
+
+async def wait_until(predicate, timeout, what):
+    """Poll `predicate()` (sync) every 0.2 s; AssertionError naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout} s for {what}")
+        await asyncio.sleep(0.2)
+
+
+def assert_complete(clients, newest):
+    """Every client holds ids 1..newest exactly once, in order."""
+    expected = list(range(1, newest + 1))
+    for i, client in enumerate(clients):
+        missing = sorted(set(expected) - set(client.ids))
+        assert client.ids == expected and client.duplicates == 0, (
+            f"client {i}: expected ids 1..{newest} once each in order; found {len(client.ids)} "
+            f"ids, missing {missing[:20]}, {client.duplicates} duplicates, closes "
+            f"{dict(client.closes)}"
+        )
+
+
+def percentile(values, q):
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
