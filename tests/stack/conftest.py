@@ -18,7 +18,8 @@ from tests.functional import wait_for_http
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-PROJECT = "chatstack-test"
+# Unique per run, so two runs on one engine (or a developer's own stack) never collide.
+PROJECT = f"chatstack-test-{os.getpid()}"
 
 
 class Stack:
