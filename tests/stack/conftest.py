@@ -28,12 +28,16 @@ class Stack:
     def __init__(self, workdir):
         self.env_file = workdir / ".env"
         self.port = free_port()
+        self.https_port = free_port()
+        self.tls_dir = workdir / "tls"
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
             "ENV_FILE": str(self.env_file),
             "COMPOSE_PROJECT_NAME": PROJECT,
             "HTTP_PORT": str(self.port),
+            "HTTPS_PORT": str(self.https_port),
+            "TLS_DIR": str(self.tls_dir),
             "WS_REPLICAS": "2",
             "WEB_REPLICAS": "2",
             # Load from one address (the tests): lift the per-address limits meant for the world.
