@@ -65,21 +65,55 @@ def stop(proc, timeout=10):
             proc.wait(5)
 
 
+class Redis:
+    """A redis-server on a fixed loopback port (no persistence); stop() and start() for faults.
+
+    The port and password stay the same across restarts, so clients configured with .url can
+    reconnect to the new process.
+    """
+
+    def __init__(self, root, password=None, port=None):
+        self.binary = require("redis-server", "redis-server")
+        self.root = Path(root)
+        self.password = password
+        self.port = port or free_port()
+        self.proc = None
+        self.log = self.root / "redis.log"
+
+    @property
+    def url(self):
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def start(self, timeout=10):
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        args += ["--dir", str(self.root), "--appendonly", "no"]
+        args += ["--requirepass", self.password] if self.password else []
+        with self.log.open("a") as log:
+            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        wait_for(
+            lambda: self.proc.poll() is None and port_open(self.port),
+            timeout,
+            f"redis-server on port {self.port} (log {self.log})",
+        )
+        return self
+
+    def stop(self):
+        if self.proc is not None:
+            stop(self.proc)
+            # Returned only once nothing listens: a start() right after gets the same port.
+            wait_for(lambda: not port_open(self.port), 10, f"port {self.port} to close")
+
+
 @contextlib.contextmanager
 def redis_server(password=None):
     """Yield a redis:// URL of a fresh redis-server on a free loopback port (no persistence)."""
-    binary = require("redis-server", "redis-server")
-    port = free_port()
     with tempfile.TemporaryDirectory(prefix="redis-") as tmp:
-        args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", tmp]
-        args += ["--appendonly", "no"] + (["--requirepass", password] if password else [])
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        server = Redis(tmp, password).start()
         try:
-            wait_for(lambda: port_open(port), 10, f"redis-server on port {port}")
-            auth = f":{password}@" if password else ""
-            yield f"redis://{auth}127.0.0.1:{port}/0"
+            yield server.url
         finally:
-            stop(proc)
+            server.stop()
 
 
 class Postgres:
