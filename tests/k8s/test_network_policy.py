@@ -1,0 +1,170 @@
+"""The NetworkPolicies allow exactly the flows the stack needs, checked by evaluating them.
+
+A small evaluator of NetworkPolicy semantics (pod and namespace selectors, named ports, policy
+types) decides each flow between our pods, the outside world, the cluster DNS and Prometheus.
+"""
+
+import pytest
+
+from tests.k8s import manifests
+
+RENDERS = ("staging", "production")
+OUTSIDE = {"ours": False, "namespace": {"kubernetes.io/metadata.name": "elsewhere"}, "labels": {}}
+DNS = {
+    "ours": False,
+    "namespace": {"kubernetes.io/metadata.name": "kube-system"},
+    "labels": {"k8s-app": "kube-dns"},
+    "ports": {},
+}
+PROMETHEUS = {
+    "ours": False,
+    "namespace": {"kubernetes.io/metadata.name": "monitoring"},
+    "labels": {"app.kubernetes.io/name": "prometheus"},
+}
+
+ALLOWED = [
+    ("outside", "nginx", 8080),
+    ("outside", "nginx", 8443),
+    ("nginx", "web", 8000),
+    ("nginx", "ws", 8000),
+    ("web", "redis", 6379),
+    ("web", "postgres", 5432),
+    ("ws", "redis", 6379),
+    ("ws", "postgres", 5432),
+    ("migrate", "postgres", 5432),
+    ("prometheus", "web", 8081),
+    ("prometheus", "ws", 8000),
+    *[(pod, "dns", 53) for pod in ("nginx", "web", "ws", "migrate", "redis", "postgres")],
+]
+DENIED = [
+    ("outside", "web", 8000),
+    ("outside", "ws", 8000),
+    ("outside", "redis", 6379),
+    ("outside", "postgres", 5432),
+    ("outside", "nginx", 9113),  # only nginx's listening port is open
+    ("nginx", "redis", 6379),
+    ("nginx", "postgres", 5432),
+    ("nginx", "web", 8081),  # probes and metrics are not nginx's business
+    ("nginx", "outside", 443),
+    ("web", "ws", 8000),
+    ("web", "outside", 443),  # no way out to the internet from the app
+    ("ws", "outside", 443),
+    ("migrate", "redis", 6379),
+    ("migrate", "outside", 443),
+    ("redis", "postgres", 5432),
+    ("redis", "outside", 443),
+    ("postgres", "outside", 443),
+    ("prometheus", "redis", 6379),
+    ("prometheus", "postgres", 5432),
+]
+
+
+def endpoints(docs):
+    """Our pods (from the workloads' templates) plus the outside, DNS and Prometheus."""
+    (namespace,) = manifests.find(docs, "Namespace")
+    ns_name = namespace["metadata"]["name"]
+    ns_labels = {**namespace["metadata"].get("labels", {}), "kubernetes.io/metadata.name": ns_name}
+    found = {"outside": OUTSIDE, "dns": DNS, "prometheus": PROMETHEUS}
+    for doc in manifests.workloads(docs):
+        ports = {
+            p["name"]: p["containerPort"]
+            for c in manifests.containers(doc)
+            for p in c.get("ports", [])
+        }
+        found[doc["metadata"]["name"]] = {
+            "ours": True,
+            "namespace": ns_labels,
+            "labels": doc["spec"]["template"]["metadata"]["labels"],
+            "ports": ports,
+        }
+    return found
+
+
+def peer_matches(peer, other):
+    if "ipBlock" in peer:
+        return not other["ours"]  # no exceptions are used in our policies
+    if "namespaceSelector" in peer and not manifests.selects(
+        peer["namespaceSelector"], other["namespace"]
+    ):
+        return False
+    if "podSelector" in peer:
+        if "namespaceSelector" not in peer and not other["ours"]:
+            return False
+        return manifests.selects(peer["podSelector"], other["labels"])
+    return "namespaceSelector" in peer
+
+
+def port_matches(ports, target, port, protocol):
+    if not ports:
+        return True
+    for item in ports:
+        number = item.get("port")
+        if isinstance(number, str):
+            number = target.get("ports", {}).get(number)
+        if item.get("protocol", "TCP") == protocol and number in (None, port):
+            return True
+    return False
+
+
+def direction_allows(policies, pod, other, target, port, protocol, kind):
+    """Ingress to `pod` from `other`, or egress from `pod` to `other`, as the policies say."""
+    key, peers_key = ("ingress", "from") if kind == "Ingress" else ("egress", "to")
+    selecting = [
+        p for p in policies
+        if kind in p["spec"].get("policyTypes", ["Ingress"])
+        and manifests.selects(p["spec"]["podSelector"] or {"matchLabels": {}}, pod["labels"])
+    ]  # fmt: skip
+    if not selecting:
+        return True  # a pod no policy selects is not isolated
+    for policy in selecting:
+        for rule in policy["spec"].get(key, []):
+            peers = rule.get(peers_key)
+            if (not peers or any(peer_matches(p, other) for p in peers)) and port_matches(
+                rule.get("ports"), target, port, protocol
+            ):
+                return True
+    return False
+
+
+def allowed(docs, source, destination, port):
+    points = endpoints(docs)
+    src, dst = points[source], points[destination]
+    policies = manifests.find(docs, "NetworkPolicy")
+    protocol = "UDP" if destination == "dns" else "TCP"
+    egress = not src["ours"] or direction_allows(policies, src, dst, dst, port, protocol, "Egress")
+    ingress = not dst["ours"] or direction_allows(
+        policies, dst, src, dst, port, protocol, "Ingress"
+    )
+    return egress and ingress
+
+
+@pytest.mark.parametrize("render", RENDERS)
+def test_default_deny(rendered, render):
+    """One policy selects every pod and allows nothing, in both directions."""
+    docs = rendered[render]
+    deny = [
+        p
+        for p in manifests.find(docs, "NetworkPolicy")
+        if p["spec"]["podSelector"] == {} and not {"ingress", "egress"} & set(p["spec"])
+    ]
+    assert deny and set(deny[0]["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+
+
+@pytest.mark.parametrize("render", RENDERS)
+@pytest.mark.parametrize(("source", "destination", "port"), ALLOWED)
+def test_needed_flows_are_allowed(rendered, render, source, destination, port):
+    """nginx from outside, nginx to web and ws, the app to redis and postgres, DNS, metrics."""
+    assert allowed(rendered[render], source, destination, port)
+
+
+@pytest.mark.parametrize("render", RENDERS)
+@pytest.mark.parametrize(("source", "destination", "port"), DENIED)
+def test_other_flows_are_denied(rendered, render, source, destination, port):
+    """Everything else is refused: the data tier from outside or nginx, the internet from inside."""
+    assert not allowed(rendered[render], source, destination, port)
+
+
+def test_evaluator_sees_isolation(rendered):
+    """Without policies every flow is open (the evaluator is not denying by accident)."""
+    docs = [d for d in rendered["production"] if d["kind"] != "NetworkPolicy"]
+    assert all(allowed(docs, s, d, p) for s, d, p in DENIED)
