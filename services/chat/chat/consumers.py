@@ -1,12 +1,14 @@
 """The chat's WebSocket consumer: validate, store, broadcast once, deliver in order exactly once."""
 
 import asyncio
+import contextlib
 import logging
 import time
 from urllib.parse import parse_qs
 
 import orjson
 import redis.exceptions
+from autobahn.exception import Disconnected
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
@@ -31,6 +33,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     room = None
     group = None
     last_id = 0  # the newest message id this client has been sent; nothing older is sent again
+    closing = False  # the server began closing, or the client is gone: nothing more is sent
 
     # Channels assigns `channel_receive` (the layer's receive for our channel) in __call__ and lets
     # its errors end the consumer: a Redis restart would then kill every socket with 1011. Wrapped,
@@ -125,13 +128,33 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
         A refused handshake is accepted first: a browser cannot see why a handshake failed, but
         it does see a close code."""
+        if self.closing:
+            return
         if self.room is None:
             await self.accept()
         metrics.CLOSES.labels(code=str(code)).inc()
         logger.info("close", extra={"event": "close", "code": code, "reason": reason, **fields})
         # Daphne drops close reasons, so the reason also travels in a last frame before the close.
-        await self.send(text_data=protocol.dumps({"type": "close", "code": code, "detail": reason}))
-        await self.close(code=code, reason=reason[:120])  # a close reason is capped at 123 bytes
+        await self.deliver(protocol.dumps({"type": "close", "code": code, "detail": reason}))
+        self.closing = True
+        with contextlib.suppress(Disconnected):
+            await self.close(code=code, reason=reason[:120])  # a reason is capped at 123 bytes
+
+    async def deliver(self, text):
+        """Send one frame unless the socket is closing or gone; False when it was not sent.
+
+        A broadcast can reach us after we closed the socket or after the client left (its
+        disconnect is still queued behind the broadcast); Daphne then raises Disconnected, which
+        would end the consumer without disconnect() and leak its gauge and group membership.
+        """
+        if self.closing:
+            return False
+        try:
+            await self.send(text_data=text)
+        except Disconnected:
+            self.closing = True
+            return False
+        return True
 
     # -- receiving --------------------------------------------------------------------------
 
@@ -200,7 +223,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def reject(self, code, **fields):
         metrics.REJECTED.labels(reason=code).inc()
         logger.info("reject", extra={"event": "reject", "room": self.room, "reason": code})
-        await self.send(text_data=protocol.error(code, **fields))
+        await self.deliver(protocol.error(code, **fields))
 
     # -- delivering -------------------------------------------------------------------------
 
@@ -213,7 +236,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             # Broadcasts of two senders can cross; the missing ids are already committed.
             if not await self.send_stored(msg_id - 1):
                 return
-        await self.send(text_data=event["text"])
+        if not await self.deliver(event["text"]):
+            return
         self.last_id = msg_id
         metrics.DELIVERIES.inc()
         metrics.DELIVERY_LATENCY.observe(max(0.0, time.time() - event["ts"]))
@@ -232,7 +256,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             if not rows:
                 break
             for msg_id, text, sent_at in rows:
-                await self.send(text_data=protocol.message(self.room, msg_id, text, sent_at))
+                if not await self.deliver(protocol.message(self.room, msg_id, text, sent_at)):
+                    return False
                 metrics.DELIVERIES.inc()
             self.last_id = rows[-1][0]
         return True
