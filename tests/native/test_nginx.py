@@ -3,12 +3,15 @@
 import asyncio
 import json
 import socket
+import ssl
+import subprocess
 
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from tests.functional import Client, page_url, unique_room
-from tests.native.stack import get
+from tests.functional import Client, check_chat, page_url, unique_room
+from tests.native.stack import REPO, get
+from tests.servers import free_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -164,3 +167,38 @@ def test_oversize_request_body_is_refused_with_413(topo, size, refused):
         assert status == 413, f"expected 413 for a {size}-byte body, found {status}"
     else:
         assert status != 413, f"expected a {size}-byte body to reach the app, found 413"
+
+
+async def test_functional_check_over_tls(topo, spawn):
+    """NGINX_TLS=on with scripts/tls-cert's certificate: the check passes over https and wss,
+    the page carries HSTS, and plain HTTP redirects to HTTPS."""
+    tls = topo.stack.root / "tls"
+    env = {**topo.stack.env, "TLS_DIR": str(tls), "ENV_FILE": "/dev/null"}
+    made = subprocess.run(
+        [REPO / "scripts" / "tls-cert"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert made.returncode == 0, f"expected scripts/tls-cert to succeed: {made.stdout}{made.stderr}"
+    port = free_port()
+    front = topo.stack.nginx(
+        "nginx-tls",
+        topo.web,
+        topo.ws2,
+        NGINX_TLS="on",
+        NGINX_TLS_PORT=str(port),
+        NGINX_PUBLIC_HTTPS_PORT=str(port),
+        NGINX_TLS_CERT=str(tls / "tls.crt"),
+        NGINX_TLS_KEY=str(tls / "tls.key"),
+    )
+    spawn(front)
+    context = ssl.create_default_context(cafile=tls / "ca.crt")
+    base = f"https://127.0.0.1:{port}"
+    result = await check_chat(base, clients=2, ssl_context=context)
+    assert result["id"] == 1
+
+    page = get(base + "/chat/", ssl_context=context)
+    hsts = page.header("Strict-Transport-Security")
+    assert len(hsts) == 1 and "max-age=" in hsts[0], f"expected one HSTS header, found {hsts}"
+    plain = get(front.base_url + "/chat/?x=1")
+    assert (plain.status, plain.headers.get("Location")) == (301, f"{base}/chat/?x=1"), (
+        f"expected a 301 to {base}/chat/?x=1, found {plain.status} {plain.headers.get('Location')}"
+    )
