@@ -144,3 +144,82 @@ def percentile(values, q):
         return None
     ordered = sorted(values)
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
+
+
+# -- additions for tests/stack/test_reliability.py --------------------------------------------
+
+
+class _StampedEvent(asyncio.Event):
+    """An Event that remembers when it was set, each time (monotonic seconds)."""
+
+    def __init__(self):
+        super().__init__()
+        self.times = []
+
+    def set(self):
+        self.times.append(time.monotonic())
+        super().set()
+
+
+class TimedResumingClient(ResumingClient):
+    """A ResumingClient that also records when each of its sockets opened (`opened_at`)."""
+
+    def __init__(self, base_url, room):
+        super().__init__(base_url, room)
+        self.connected = _StampedEvent()
+
+    @property
+    def opened_at(self):
+        return self.connected.times
+
+
+class RecordingSender(SteadySender):
+    """A SteadySender that also counts the close codes of its sockets (`closes`)."""
+
+    def __init__(self, base_url, room, interval=0.2):
+        super().__init__(base_url, room, interval)
+        self.closes = Counter()
+
+    async def _read(self, ws):
+        await super()._read(ws)
+        self.closes[ws.close_code] += 1
+
+
+async def stable_newest(read, settle=0.5, timeout=10.0):
+    """`read()` (sync: a room's newest stored id) once two reads `settle` s apart agree.
+
+    A sender stopped mid-send may have a frame in flight that is stored a moment later.
+    """
+    deadline = time.monotonic() + timeout
+    last = await asyncio.to_thread(read)
+    while True:
+        await asyncio.sleep(settle)
+        now = await asyncio.to_thread(read)
+        if now == last or time.monotonic() > deadline:
+            return now
+        last = now
+
+
+async def connect_in_waves(clients, make, count, *, wave=25, timeout=60.0):
+    """Start `count` clients from `make()`, `wave` at a time, each wave connected before the next.
+
+    Appends to `clients` as it goes, so the caller's cleanup stops every one even on a timeout.
+    People arrive over seconds, not in one instant; each handshake costs the ws role a
+    database round trip, and a storm of them is its own scenario, not this helper's.
+    """
+    deadline = time.monotonic() + timeout
+    while len(clients) < count:
+        batch = [make().start() for _ in range(min(wave, count - len(clients)))]
+        clients.extend(batch)
+        await wait_until(
+            lambda batch=batch: all(c.connected.is_set() for c in batch),
+            max(1.0, deadline - time.monotonic()),
+            f"{len(clients)} of {count} clients to connect (in waves of {wave})",
+        )
+
+
+async def stop_all(*runners):
+    """Stop ResumingClients and SteadySenders; ones never started (or already stopped) are fine."""
+    for runner in runners:
+        if runner._task is not None:
+            await runner.stop()

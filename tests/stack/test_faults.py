@@ -12,6 +12,7 @@ from tests.stack.resuming import (
     SteadySender,
     assert_complete,
     percentile,
+    stable_newest,
     wait_until,
 )
 
@@ -35,7 +36,7 @@ async def run_through(stack, fault, *, clients=20, interval=0.2, settle=2.0, lab
         await asyncio.sleep(settle)
     finally:
         await sender.stop()
-    newest = newest_id(stack, room)
+    newest = await stable_newest(lambda: newest_id(stack, room))
     assert newest > 0, "expected messages to be stored"
     try:
         await wait_until(

@@ -25,7 +25,8 @@ DEPENDENCY_UP = Gauge(
     "chat_dependency_up",
     "1 if the dependency answered at the last /readyz or /metrics, else 0",
     ["dependency"],
-    multiprocess_mode="min",
+    # The newest answer of any worker: "min" would keep a recycled worker's last 0 forever.
+    multiprocess_mode="mostrecent",
 )
 DRAINING = Gauge(
     "chat_draining", "1 while this process drains for shutdown", multiprocess_mode="max"

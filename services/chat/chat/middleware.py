@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.shortcuts import render
 
+from chat import health
+
 logger = logging.getLogger("chat.http")
 
 
@@ -39,3 +41,23 @@ class DatabaseUnavailableMiddleware:
             response["Retry-After"] = "5"
             return response
         return None
+
+
+class ProbeMiddleware:
+    """Serve /healthz, /readyz and /metrics before anything reads the Host header.
+
+    Probes and Prometheus address each replica by its IP (Docker DNS, the kubelet), which is not
+    in ALLOWED_HOSTS: CommonMiddleware would answer them 400 (DisallowedHost). nginx answers these
+    paths 404 from outside (nginx/conf/locations.conf.template): no public request reaches this."""
+
+    def __init__(self, get_response):
+        self.views = {
+            "/healthz": health.healthz,
+            "/readyz": health.readyz,
+            "/metrics": health.metrics,
+        }
+        self.get_response = get_response
+
+    def __call__(self, request):
+        view = self.views.get(request.path_info)
+        return view(request) if view is not None else self.get_response(request)

@@ -40,6 +40,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "chat.middleware.ProbeMiddleware",  # before any Host check: probes come by IP
     "django.middleware.security.SecurityMiddleware",
     "chat.middleware.SecurityHeadersMiddleware",
     "chat.middleware.DatabaseUnavailableMiddleware",

@@ -112,6 +112,15 @@ def test_metrics_in_prometheus_format(http):
         assert name in text
 
 
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics"])
+def test_probes_answer_whatever_the_host(path):
+    """Probes and Prometheus come by IP (Docker DNS, the kubelet): not in ALLOWED_HOSTS, still 200;
+    pages keep refusing an unknown Host."""
+    by_address = Client(HTTP_HOST="172.18.0.5:8000")
+    assert by_address.get(path).status_code == 200
+    assert by_address.get("/chat/").status_code == 400
+
+
 def test_root_redirects_to_the_index(http):
     assert http.get("/").headers["Location"] == "/chat/"
 
