@@ -25,7 +25,7 @@ PROJECT = f"chatstack-test-{os.getpid()}"
 class Stack:
     """A running compose project: its URL, and docker compose / docker with its settings."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, project=PROJECT):
         self.env_file = workdir / ".env"
         self.port = free_port()
         self.https_port = free_port()
@@ -34,7 +34,7 @@ class Stack:
         self.env = {
             **os.environ,
             "ENV_FILE": str(self.env_file),
-            "COMPOSE_PROJECT_NAME": PROJECT,
+            "COMPOSE_PROJECT_NAME": project,
             "HTTP_PORT": str(self.port),
             "HTTPS_PORT": str(self.https_port),
             "TLS_DIR": str(self.tls_dir),
