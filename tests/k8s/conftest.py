@@ -5,6 +5,7 @@ import shutil
 
 import kubernetes_validate.utils
 import pytest
+import yaml
 
 from tests.k8s import manifests
 
@@ -17,6 +18,7 @@ kubernetes_validate.utils.schema_contents = functools.cache(
 # Made only inside the temporary copy, never in k8s/:
 #   defaults:  the base plus a Secret, nothing else: compose's defaults, for value parity
 #   production-loadbalancer: production with components/loadbalancer instead of the Gateway
+#   production-cert-manager: production plus the k8s/README.md recipe "TLS with cert-manager"
 DEFAULTS_OVERLAY = """\
 namespace: chat  # the Secret must share the base's namespace for kustomize to link it
 resources: [../../base]
@@ -24,6 +26,9 @@ secretGenerator:
   - name: chat-secrets
     envs: [secrets.env]
 """
+
+
+VARIANTS = ("defaults", "production-loadbalancer", "production-cert-manager")
 
 
 @pytest.fixture(scope="session")
@@ -41,14 +46,20 @@ def tree(tmp_path_factory):
     kustomization.write_text(
         text.replace("../../components/gateway", "../../components/loadbalancer")
     )
+    cert_manager = overlays / "production-cert-manager"
+    shutil.copytree(overlays / "production", cert_manager)
+    kustomization = yaml.safe_load((cert_manager / "kustomization.yaml").read_text())
+    for key, values in manifests.readme_yaml_block("TLS with cert-manager").items():
+        kustomization[key] = kustomization.get(key, []) + values
+    (cert_manager / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
     return root
 
 
 @pytest.fixture(scope="session")
 def rendered(tree):
-    """{name: [objects]} for base, staging, production, defaults, production-loadbalancer."""
+    """{name: [objects]} for base, staging, production and the variants made by `tree`."""
     paths = {"base": tree / "k8s/base"}
-    for name in (*manifests.OVERLAYS, "defaults", "production-loadbalancer"):
+    for name in (*manifests.OVERLAYS, *VARIANTS):
         paths[name] = tree / "k8s/overlays" / name
     return {name: manifests.kustomize(path) for name, path in paths.items()}
 

@@ -1,16 +1,30 @@
 """Rendering the kustomizations and reading the rendered objects."""
 
+import json
+import re
 import secrets
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import jsonschema
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ("staging", "production")
 WORKLOADS = ("Deployment", "StatefulSet", "Job")
+SCHEMAS = Path(__file__).parent / "schemas"
+# Kinds defined by CRDs, absent from kubernetes-validate's built-in schemas: validated against
+# the upstream CRDs' own schemas made strict (tests/k8s/schemas/from_crd.py).
+CRD_SCHEMAS = {
+    ("gateway.networking.k8s.io/v1", "Gateway"): "gateway.json",
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproute.json",
+    ("monitoring.coreos.com/v1", "PodMonitor"): "podmonitor.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule.json",
+    ("cert-manager.io/v1", "Certificate"): "certificate.json",
+    ("cert-manager.io/v1", "ClusterIssuer"): "clusterissuer.json",
+}
 
 
 def kubectl():
@@ -53,6 +67,13 @@ def make_tree(dst):
     return dst
 
 
+def readme_yaml_block(section):
+    """The first ```yaml block below the k8s/README.md heading `## section`, parsed."""
+    text = (ROOT / "k8s/README.md").read_text()
+    text = text[text.index(f"## {section}\n") :]
+    return yaml.safe_load(re.search(r"```yaml\n(.*?)```", text, re.S)[1])
+
+
 def kustomize(path):
     """`kubectl kustomize PATH`, parsed."""
     result = subprocess.run(
@@ -60,6 +81,20 @@ def kustomize(path):
     )
     assert result.returncode == 0, f"kubectl kustomize {path} failed:\n{result.stderr}"
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def from_crd(doc):
+    """The object's kind is one of the CRDs' kinds of CRD_SCHEMAS."""
+    return (doc["apiVersion"], doc["kind"]) in CRD_SCHEMAS
+
+
+def crd_schema_errors(doc):
+    """The strict CRD schema's complaints about `doc`, as "path: message" lines."""
+    schema = json.loads((SCHEMAS / CRD_SCHEMAS[doc["apiVersion"], doc["kind"]]).read_text())
+    return [
+        f"{doc['kind']}/{doc['metadata']['name']}: {'/'.join(map(str, e.path))}: {e.message}"
+        for e in jsonschema.Draft202012Validator(schema).iter_errors(doc)
+    ]
 
 
 def find(docs, kind, name=None):

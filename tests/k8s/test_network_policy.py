@@ -8,7 +8,7 @@ import pytest
 
 from tests.k8s import manifests
 
-RENDERS = ("staging", "production")
+RENDERS = ("staging", "production", "production-cert-manager")
 OUTSIDE = {"ours": False, "namespace": {"kubernetes.io/metadata.name": "elsewhere"}, "labels": {}}
 DNS = {
     "ours": False,

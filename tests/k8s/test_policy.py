@@ -12,7 +12,7 @@ import yaml
 from tests.k8s import compose, manifests
 
 ROOT = manifests.ROOT
-RENDERS = ("staging", "production", "production-loadbalancer")
+RENDERS = ("staging", "production", "production-loadbalancer", "production-cert-manager")
 # Volume types the restricted Pod Security Standard allows.
 RESTRICTED_VOLUMES = {
     "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",

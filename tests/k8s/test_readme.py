@@ -1,6 +1,5 @@
 """The recipes in k8s/README.md work: rendered and validated like the overlays themselves."""
 
-import re
 import shutil
 
 import kubernetes_validate
@@ -8,14 +7,7 @@ import yaml
 
 from tests.k8s import manifests
 
-README = manifests.ROOT / "k8s/README.md"
-
-
-def yaml_block(section):
-    """The first ```yaml block below the README heading `## section`."""
-    text = README.read_text()
-    text = text[text.index(f"## {section}\n") :]
-    return yaml.safe_load(re.search(r"```yaml\n(.*?)```", text, re.S)[1])
+yaml_block = manifests.readme_yaml_block
 
 
 def test_managed_database_recipe(tree):
@@ -31,7 +23,7 @@ def test_managed_database_recipe(tree):
     assert manifests.find(docs, "StatefulSet") == []
     assert manifests.one(docs, "Service", "postgres")["spec"]["type"] == "ExternalName"
     for doc in docs:
-        if not doc["apiVersion"].startswith("gateway.networking.k8s.io/"):
+        if not manifests.from_crd(doc):
             kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
 
 

@@ -3,9 +3,7 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-import jsonschema
 import kubernetes_validate
 import pytest
 
@@ -13,11 +11,24 @@ from tests.k8s import manifests
 
 # The oldest Kubernetes we support, one in between, and the newest kubernetes-validate knows.
 VERSIONS = ("1.32.0", "1.34.0", kubernetes_validate.latest_version())
-RENDERS = ("base", "staging", "production", "production-loadbalancer")
-# Gateway API kinds are CRDs, absent from kubernetes-validate's built-in schemas: they are
-# validated below against the upstream CRDs' own schemas (tests/k8s/schemas), made strict.
-GATEWAY_API = "gateway.networking.k8s.io/"
-SCHEMAS = Path(__file__).parent / "schemas"
+RENDERS = ("base", "staging", "production", "production-loadbalancer", "production-cert-manager")
+# Kinds of CRDs (Gateway API, Prometheus Operator, cert-manager) are validated against the
+# upstream CRDs' own schemas, made strict (manifests.CRD_SCHEMAS, tests/k8s/schemas).
+SCHEMAS = manifests.SCHEMAS
+# The CRD kinds each render must hold: every schema is used, none is skipped by accident.
+CRD_KINDS = {
+    "base": set(),
+    "staging": {"Gateway", "HTTPRoute"},
+    "production": {"Gateway", "HTTPRoute", "PodMonitor", "PrometheusRule"},
+    "production-loadbalancer": {"PodMonitor", "PrometheusRule"},
+    "production-cert-manager": {
+        "Gateway",
+        "HTTPRoute",
+        "PodMonitor",
+        "PrometheusRule",
+        "Certificate",
+    },
+}
 
 
 def test_kubectl_has_kustomize_v5():
@@ -45,8 +56,8 @@ def test_strict_schema(rendered, render, version):
     """Every object is valid for this Kubernetes version, unknown fields refused."""
     errors = []
     for doc in rendered[render]:
-        if doc["apiVersion"].startswith(GATEWAY_API):
-            continue  # test_gateway_api_schema
+        if manifests.from_crd(doc):
+            continue  # test_crd_schema
         try:
             kubernetes_validate.validate(doc, version, strict=True)
         except kubernetes_validate.ValidationError as e:
@@ -65,31 +76,88 @@ def test_strict_validation_refuses_unknown_fields(rendered):
             kubernetes_validate.validate(broken, version, strict=True)
 
 
-@pytest.mark.parametrize("render", ["staging", "production"])
-def test_gateway_api_schema(rendered, render):
-    """Gateway and HTTPRoute pass the strict schema of Gateway API v1.6.1's own CRDs."""
-    kinds = {"Gateway": "gateway.json", "HTTPRoute": "httproute.json"}
-    found = [d for d in rendered[render] if d["apiVersion"].startswith(GATEWAY_API)]
-    assert {d["kind"] for d in found} == set(kinds)
-    for doc in found:
-        schema = json.loads((SCHEMAS / kinds[doc["kind"]]).read_text())
-        errors = [
-            f"{'/'.join(map(str, e.path))}: {e.message}"
-            for e in jsonschema.Draft202012Validator(schema).iter_errors(doc)
-        ]
-        assert not errors, f"{doc['kind']}/{doc['metadata']['name']}: " + "\n".join(errors)
+@pytest.mark.parametrize("render", RENDERS)
+def test_crd_schema(rendered, render):
+    """Objects of CRDs pass the strict schemas of their upstream CRDs: Gateway API v1.6.1,
+    prometheus-operator v0.93.0, cert-manager v1.21.1; nothing else is left unvalidated."""
+    docs = rendered[render]
+    assert {d["kind"] for d in docs if manifests.from_crd(d)} == CRD_KINDS[render]
+    errors = [
+        e for doc in docs if manifests.from_crd(doc) for e in manifests.crd_schema_errors(doc)
+    ]
+    assert not errors, "\n".join(errors)
 
 
-def test_gateway_schema_refuses_unknown_fields():
-    """The Gateway API schemas are strict: a misspelt field fails (no vacuous pass)."""
-    schema = json.loads((SCHEMAS / "httproute.json").read_text())
-    route = {
-        "apiVersion": "gateway.networking.k8s.io/v1",
-        "kind": "HTTPRoute",
-        "metadata": {"name": "x"},
-        "spec": {"parentRefs": [{"name": "chat"}], "rules": [{"backendRef": []}]},
-    }
-    assert not jsonschema.Draft202012Validator(schema).is_valid(route)
+@pytest.mark.parametrize(
+    ("doc", "wrong", "right"),
+    [
+        (
+            {
+                "apiVersion": "gateway.networking.k8s.io/v1",
+                "kind": "HTTPRoute",
+                "metadata": {"name": "x"},
+                "spec": {"parentRefs": [{"name": "chat"}], "rules": [{"backendRef": []}]},
+            },
+            "backendRef",
+            "backendRefs",
+        ),
+        (
+            {
+                "apiVersion": "monitoring.coreos.com/v1",
+                "kind": "PodMonitor",
+                "metadata": {"name": "x"},
+                "spec": {"selector": {}, "podMetricsEndpoints": [{"portName": "http"}]},
+            },
+            "portName",
+            "port",
+        ),
+        (
+            {
+                "apiVersion": "monitoring.coreos.com/v1",
+                "kind": "PrometheusRule",
+                "metadata": {"name": "x"},
+                "spec": {
+                    "groups": [{"name": "g", "rules": [{"alert": "A", "expr": "1", "fro": "1m"}]}]
+                },
+            },
+            "fro",
+            "for",
+        ),
+        (
+            {
+                "apiVersion": "cert-manager.io/v1",
+                "kind": "Certificate",
+                "metadata": {"name": "x"},
+                "spec": {"secretName": "s", "issuerRef": {"name": "i"}, "dnsName": ["a"]},
+            },
+            "dnsName",
+            "dnsNames",
+        ),
+        (
+            {
+                "apiVersion": "cert-manager.io/v1",
+                "kind": "ClusterIssuer",
+                "metadata": {"name": "x"},
+                "spec": {
+                    "acme": {
+                        "server": "https://acme.example/directory",
+                        "privateKeySecretRef": {"name": "k"},
+                        "solvers": [{"http01": {"gatewayHTTPRoutes": {}}}],
+                    }
+                },
+            },
+            "gatewayHTTPRoutes",
+            "gatewayHTTPRoute",
+        ),
+    ],
+    ids=["HTTPRoute", "PodMonitor", "PrometheusRule", "Certificate", "ClusterIssuer"],
+)
+def test_crd_schemas_refuse_unknown_fields(doc, wrong, right):
+    """Each CRD schema is strict: a misspelt field fails, and only it (no vacuous pass)."""
+    errors = manifests.crd_schema_errors(doc)
+    assert errors and all(wrong in e for e in errors), errors
+    fixed = json.loads(json.dumps(doc).replace(f'"{wrong}"', f'"{right}"'))
+    assert manifests.crd_schema_errors(fixed) == []
 
 
 def test_yamllint():

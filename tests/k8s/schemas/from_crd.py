@@ -1,8 +1,9 @@
 """Turn a CustomResourceDefinition's v1 schema into a strict JSON schema for tests/k8s.
 
-kubernetes-validate has no schemas for CRDs (Gateway API), so the tests validate Gateway and
-HTTPRoute against the upstream CRDs' own openAPIV3Schema, made strict (unknown fields refused)
-the way kubernetes-validate's -strict schemas are. CEL rules (x-kubernetes-validations) are not
+kubernetes-validate has no schemas for CRDs (Gateway API, Prometheus Operator, cert-manager), so
+the tests validate their objects (manifests.CRD_SCHEMAS) against the upstream CRDs' own
+openAPIV3Schema, made strict (unknown fields refused) the way kubernetes-validate's -strict
+schemas are. CEL rules (x-kubernetes-validations) are not
 checked; tests/k8s/test_gateway.py checks the structure that matters to us.
 
 usage: python tests/k8s/schemas/from_crd.py CRD.yaml SOURCE > tests/k8s/schemas/KIND.json
