@@ -460,7 +460,56 @@ http {{
 """
 
 
+NGINX_SHIM = """#!/bin/sh
+# bench/run.py: the product's nginx/start-nginx renders `listen <port>` (every interface); bind the
+# benchmark's copy to 127.0.0.1 only, then run the real nginx. Nothing else in the config changes.
+prev=
+for a; do [ "$prev" = -c ] && dir=$(dirname "$a"); prev=$a; done
+[ -n "${dir:-}" ] && sed -i -E 's/^([[:space:]]*listen )([0-9]+)([ ;])/\\1127.0.0.1:\\2\\3/' "$dir"/server-*.conf
+exec %s "$@"
+"""
+
+
+def start_product_nginx(env, ws_port, web_port, web_proto):
+    """The product's nginx (nginx/start-nginx + nginx/conf), per-IP limits raised for load."""
+    port = free_port()
+    run_dir = env.rundir / f"nginx-product-{port}"
+    run_dir.mkdir()
+    shim_dir = env.rundir / "nginx-shim"
+    if not shim_dir.exists():
+        shim_dir.mkdir()
+        shim = shim_dir / "nginx"
+        shim.write_text(NGINX_SHIM % shutil.which("nginx", path="/usr/sbin:/usr/bin:/sbin:/bin"))
+        shim.chmod(0o755)
+    # nginx's workers run as `nobody` when the master is root: they traverse the run directory.
+    for d in (env.rundir, run_dir):
+        d.chmod(0o755)
+    e = dict(
+        os.environ,
+        PATH=f"{shim_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        NGINX_CONF_DIR=str(ROOT / "nginx" / "conf"),
+        NGINX_RUN_DIR=str(run_dir),
+        NGINX_STATIC_ROOT=str(env.rundir / "static"),
+        NGINX_PORT=str(port),
+        WEB_UPSTREAM=f"127.0.0.1:{web_port or ws_port}",
+        WS_UPSTREAM=f"127.0.0.1:{ws_port}",
+        HTTP_SERVER="uwsgi" if web_proto == "uwsgi" else "gunicorn",
+        NGINX_RESOLVER="127.0.0.1",
+        # Load from one client address: the abuse limits (100 sockets, 20 pages/s) are raised.
+        NGINX_WS_CONN_PER_IP="20000",
+        NGINX_REQ_PER_SEC="100000",
+        NGINX_REQ_BURST="100000",
+    )
+    proc = env.procs.start("nginx", ["sh", str(ROOT / "nginx" / "start-nginx")], env=e, port=port)
+    time.sleep(0.3)
+    return port, proc
+
+
 def start_nginx(env, ws_ports, web_port, web_proto, workers=1, access_log=False):
+    if getattr(ARGS, "product_nginx", False):
+        if len(ws_ports) != 1:
+            die("the product nginx proxies to one ws address (DNS in production): use 1 replica")
+        return start_product_nginx(env, ws_ports[0], web_port, web_proto)
     port = free_port()
     if web_proto == "uwsgi":
         web_location = "include /etc/nginx/uwsgi_params; uwsgi_pass web;"
@@ -497,12 +546,14 @@ def record(scenario, row):
     if row.get("stack", "").startswith("ours") and ARGS.variant:
         row["stack"] += "+" + ARGS.variant
     row["ours_env"] = ARGS.ours_env
+    if "nginx" in row or scenario in ("http", "scale"):
+        row["nginx_impl"] = "product" if ARGS.product_nginx else "stand-in"
     with open(RESULTS / f"{scenario}.jsonl", "a") as f:
         f.write(json.dumps(row) + "\n")
     return row
 
 
-ARGS = argparse.Namespace(variant="", ours_env=None)
+ARGS = argparse.Namespace(variant="", ours_env=None, product_nginx=False)
 # py-spy lives in a separate venv (docs/PERFORMANCE.md: python3 -m venv /tmp/benchtools ...).
 PYSPY = os.environ.get("PYSPY", "/tmp/benchtools/bin/py-spy")  # noqa: S108
 PROFILE = {"dir": None, "tag": ""}
@@ -934,6 +985,11 @@ def main():
     p.add_argument("--timeout", type=int, default=120)
     p.add_argument("--nginx", action="store_true", help="fanout: through nginx")
     p.add_argument("--nginx-workers", type=int, default=1)
+    p.add_argument(
+        "--product-nginx",
+        action="store_true",
+        help="use the product's nginx (nginx/start-nginx, nginx/conf) instead of the stand-in",
+    )
     p.add_argument("--direct", action="store_true", help="rate: straight to Daphne")
     p.add_argument("--rate", type=float, default=4.0, help="rate: messages/s in total")
     p.add_argument("--duration", type=int, default=60)
@@ -973,6 +1029,7 @@ def main():
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # children inherit it
     ARGS.variant, ARGS.ours_env = args.variant, args.ours_env
+    ARGS.product_nginx = args.product_nginx
     PROFILE["dir"] = args.profile
     if args.profile:
         Path(args.profile).mkdir(parents=True, exist_ok=True)

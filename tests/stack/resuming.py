@@ -146,31 +146,56 @@ def percentile(values, q):
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
 
 
-# -- additions for tests/stack/test_reliability.py --------------------------------------------
+# -- room.js-like clients, recording senders, helpers for scenario tests ----------------------
 
 
-class _StampedEvent(asyncio.Event):
-    """An Event that remembers when it was set, each time (monotonic seconds)."""
+class RoomJsClient(ResumingClient):
+    """A ResumingClient that reconnects the way room.js does, and records when it opened.
 
-    def __init__(self):
-        super().__init__()
-        self.times = []
+    room.js waits a full-jitter delay in [1/2, 1] x min(30 s, 0.5 s x 2^attempt), resets the
+    attempt count once a socket opens, and gives up on 4400/4422; a browser also waits for a slow
+    handshake instead of abandoning it after 5 s. (ResumingClient retries every 0.1-0.5 s with a
+    5 s handshake timeout: harsher than any page, which turns a slow moment into a retry storm.)
+    `opened_at` holds the monotonic time of every open.
+    """
 
-    def set(self):
-        self.times.append(time.monotonic())
-        super().set()
+    FATAL = frozenset({4400, 4422})
 
-
-class TimedResumingClient(ResumingClient):
-    """A ResumingClient that also records when each of its sockets opened (`opened_at`)."""
-
-    def __init__(self, base_url, room):
+    def __init__(self, base_url, room, open_timeout=30.0):
         super().__init__(base_url, room)
-        self.connected = _StampedEvent()
+        self.open_timeout = open_timeout
+        self.opened_at = []
 
-    @property
-    def opened_at(self):
-        return self.connected.times
+    async def _run(self):
+        lost_at = None
+        attempt = 0
+        while True:
+            url = ws_url(self.base_url, self.room, after=self.last_id)
+            try:
+                async with connect(
+                    url, origin=origin_of(self.base_url), open_timeout=self.open_timeout
+                ) as ws:
+                    now = time.monotonic()
+                    self.opened_at.append(now)
+                    if lost_at is not None:
+                        self.reconnect_seconds.append(now - lost_at)
+                        lost_at = None
+                    attempt = 0
+                    self.connected.set()
+                    async for raw in ws:
+                        self._on_frame(json.loads(raw))
+                    code = ws.close_code
+            except InvalidStatus as exc:  # refused before the upgrade: say with what
+                code = f"HTTP {exc.response.status_code}"
+            except RETRYABLE as exc:
+                code = getattr(getattr(exc, "rcvd", None), "code", None) or type(exc).__name__
+            self.closes[code] += 1
+            if code in self.FATAL:
+                return
+            lost_at = lost_at or time.monotonic()
+            ceiling = min(30.0, 0.5 * 2**attempt)
+            attempt += 1
+            await asyncio.sleep(ceiling / 2 + random.random() * ceiling / 2)
 
 
 class RecordingSender(SteadySender):
@@ -211,11 +236,18 @@ async def connect_in_waves(clients, make, count, *, wave=25, timeout=60.0):
     while len(clients) < count:
         batch = [make().start() for _ in range(min(wave, count - len(clients)))]
         clients.extend(batch)
-        await wait_until(
-            lambda batch=batch: all(c.connected.is_set() for c in batch),
-            max(1.0, deadline - time.monotonic()),
-            f"{len(clients)} of {count} clients to connect (in waves of {wave})",
-        )
+        try:
+            await wait_until(
+                lambda batch=batch: all(c.connected.is_set() for c in batch),
+                max(1.0, deadline - time.monotonic()),
+                f"{len(clients)} of {count} clients to connect (in waves of {wave})",
+            )
+        except AssertionError as exc:
+            failed = sum((c.closes for c in batch), Counter())
+            open_now = sum(c.connected.is_set() for c in batch)
+            raise AssertionError(
+                f"{exc}: {open_now} opened; failed attempts {dict(failed)}"
+            ) from None
 
 
 async def stop_all(*runners):
