@@ -465,7 +465,8 @@ NGINX_SHIM = """#!/bin/sh
 # benchmark's copy to 127.0.0.1 only, then run the real nginx. Nothing else in the config changes.
 prev=
 for a; do [ "$prev" = -c ] && dir=$(dirname "$a"); prev=$a; done
-[ -n "${dir:-}" ] && sed -i -E 's/^([[:space:]]*listen )([0-9]+)([ ;])/\\1127.0.0.1:\\2\\3/' "$dir"/server-*.conf
+loopback='s/^([[:space:]]*listen )([0-9]+)([ ;])/\\1127.0.0.1:\\2\\3/'
+[ -n "${dir:-}" ] && sed -i -E "$loopback" "$dir"/server-*.conf
 exec %s "$@"
 """
 

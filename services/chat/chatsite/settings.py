@@ -68,7 +68,9 @@ TEMPLATES = [
 DATABASES = {
     "default": dj_database_url.parse(
         env.str("DATABASE_URL", dev_default(f"sqlite:///{BASE_DIR / 'db.sqlite3'}")),
-        conn_max_age=env.int("DATABASE_CONN_MAX_AGE", 0, minimum=0),
+        # Production keeps connections for a minute: a new one per request or handshake cost 5x
+        # the room page's throughput (docs/PERFORMANCE.md); health checks drop dead ones.
+        conn_max_age=env.int("DATABASE_CONN_MAX_AGE", 60 if PRODUCTION else 0, minimum=0),
         conn_health_checks=True,
     )
 }
