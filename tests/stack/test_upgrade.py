@@ -73,7 +73,7 @@ def old_stack(stack, tmp_path_factory):
 
 
 async def test_upgrade_to_the_current_image_keeps_the_history(old_stack):
-    """Messages written by the previous version are all there after the upgrade, ids continue."""
+    """History written by the previous version survives the upgrade and a rollback; ids go on."""
     stack = old_stack
     web = stack.containers("web")
     image = stack.inspect(web[0])["Config"]["Image"]
@@ -99,4 +99,14 @@ async def test_upgrade_to_the_current_image_keeps_the_history(old_stack):
         assert await client.recv_message_ids_until(3, 10) == [1, 2, 3]
         await client.send_message("after the upgrade")
         assert (await client.recv_message("after the upgrade", 10))["id"] == 4
-    print(f"\nupgrade from {stack.commit[:10]}: {len(before.splitlines())} rows kept")
+    after = stack.psql(HISTORY)
+
+    # Rollback (docs/operations.md): the previous image again, on the same data.
+    stack.env["CHAT_IMAGE"] = PREVIOUS_IMAGE
+    stack.script("up", "--no-build", timeout=600)
+    assert stack.psql(HISTORY) == after
+    async with Client(stack.base_url, room, after=3) as client:
+        assert await client.recv_message_ids_until(4, 10) == [4]
+        await client.send_message("after the rollback")
+        assert (await client.recv_message("after the rollback", 10))["id"] == 5
+    print(f"\nupgrade from {stack.commit[:10]} and back: {len(after.splitlines())} rows kept")
