@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from urllib.parse import parse_qs
 
@@ -178,7 +179,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 return await self.close_with(
                     protocol.CLOSE_RATE_LIMIT, "rate limit exceeded", room=self.room
                 )
-            return await self.reject("rate_limited", retry_after=round(wait, 2))
+            # Rounded up: a client that waits `retry_after` is never still limited.
+            return await self.reject("rate_limited", retry_after=math.ceil(wait * 100) / 100)
         self.rate_strikes = 0
 
         if text is None:

@@ -123,7 +123,9 @@ CHAT = {
     "RATE_PER_SECOND": env.float("CHAT_RATE_PER_SECOND", 10.0, minimum=0.01),
     "RATE_BURST": env.int("CHAT_RATE_BURST", 30, minimum=1),
     "HISTORY_ON_JOIN": env.int("CHAT_HISTORY_ON_JOIN", 50, minimum=0),
-    "RESUME_BATCH": env.int("CHAT_RESUME_BATCH", 500, minimum=1),
+    # Messages per catch-up write: 100 x ~8 KB (2000 four-byte characters) stays under
+    # WS_MAX_PENDING_BYTES, so a client resuming a long backlog is not taken for a slow reader.
+    "RESUME_BATCH": env.int("CHAT_RESUME_BATCH", 100, minimum=1),
     "RETENTION_DAYS": env.int("CHAT_RETENTION_DAYS", 0, minimum=0),
     "DRAIN_SECONDS": env.float("WS_DRAIN_SECONDS", 10.0, minimum=0),
 }

@@ -47,7 +47,13 @@ def shed_slow_readers(server, limit):
     """
     for protocol in list(server.connections):
         transport = getattr(protocol, "transport", None)
-        if transport is not None and pending_bytes(transport) > limit:
+        if (
+            transport is None
+            or getattr(transport, "disconnected", False)
+            or getattr(transport, "_aborting", False)
+        ):
+            continue  # already dropped: counted once
+        if pending_bytes(transport) > limit:
             logger.warning(
                 "slow reader dropped",
                 extra={"event": "slow_reader", "pending_bytes": pending_bytes(transport)},
