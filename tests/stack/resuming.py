@@ -21,20 +21,10 @@ from tests.functional import origin_of, ws_url
 RETRYABLE = (ConnectionClosed, InvalidHandshake, InvalidStatus, OSError, TimeoutError)
 
 
-class ResumingClient:
-    def __init__(self, base_url, room):
-        self.base_url = base_url
-        self.room = room
-        self.ids = []
-        self.duplicates = 0
-        self.closes = Counter()
-        self.reconnect_seconds = []
-        self.connected = asyncio.Event()
-        self._task = None
+class Background:
+    """Runs `self._run()` as a task between start() and stop()."""
 
-    @property
-    def last_id(self):
-        return self.ids[-1] if self.ids else 0
+    _task = None
 
     def start(self):
         self._task = asyncio.create_task(self._run())
@@ -44,6 +34,21 @@ class ResumingClient:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+
+
+class ResumingClient(Background):
+    def __init__(self, base_url, room):
+        self.base_url = base_url
+        self.room = room
+        self.ids = []
+        self.duplicates = 0
+        self.closes = Counter()
+        self.reconnect_seconds = []
+        self.connected = asyncio.Event()
+
+    @property
+    def last_id(self):
+        return self.ids[-1] if self.ids else 0
 
     async def _run(self):
         lost_at = None
@@ -73,7 +78,7 @@ class ResumingClient:
             self.ids.append(frame["id"])
 
 
-class SteadySender:
+class SteadySender(Background):
     """Sends `{"message": ...}` every `interval` s until stopped, reconnecting when cut off."""
 
     def __init__(self, base_url, room, interval=0.2):
@@ -82,16 +87,6 @@ class SteadySender:
         self.interval = interval
         self.sent = 0
         self.errors = Counter()
-        self._task = None
-
-    def start(self):
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    async def stop(self):
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
 
     async def _run(self):
         url = ws_url(self.base_url, self.room)
