@@ -107,11 +107,25 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             self.last_id = max(0, newest - history)
             await self.send_stored(newest)
 
+    async def __call__(self, scope, receive, send):
+        # Daphne cancels an instance whose client left while it was busy (after
+        # application_close_timeout); disconnect() never runs then, and the open-connections
+        # gauge and OPEN (which a drain waits on) would keep a ghost for good.
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._forget()
+
+    def _forget(self):
+        """Stop counting this connection as open; safe to call twice."""
+        if self in OPEN:
+            OPEN.discard(self)
+            metrics.CONNECTIONS.dec()
+
     async def disconnect(self, code):
         if self.room is None:
             return
-        OPEN.discard(self)
-        metrics.CONNECTIONS.dec()
+        self._forget()
         await self._leave(self.group)
         logger.info(
             "disconnect",

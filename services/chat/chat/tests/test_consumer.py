@@ -1,6 +1,7 @@
 """The WebSocket consumer on every channel layer kind: broadcast, resume, ordering and bad input."""
 
 import asyncio
+import contextlib
 import json
 
 import pytest
@@ -24,6 +25,22 @@ async def test_tutorial_client_receives_broadcast(layer):
         assert got_a["message"] == got_b["message"] == "hi"
         assert got_a == got_b
         assert got_a["id"] == 1 and got_a["room"] == "lobby" and got_a["type"] == "message"
+
+
+async def test_a_cancelled_consumer_stops_counting_as_open():
+    """Daphne cancels an instance whose client left while it was busy: disconnect() never runs,
+    yet the connection leaves OPEN and the open-connections gauge (a drain waits on OPEN)."""
+    from chat import metrics
+    from chat.consumers import OPEN
+
+    before = (len(OPEN), metrics.CONNECTIONS._value.get())
+    client = Client("ghost")
+    await client.__aenter__()
+    assert (len(OPEN), metrics.CONNECTIONS._value.get()) == (before[0] + 1, before[1] + 1)
+    client.comm.future.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await client.comm.future
+    assert (len(OPEN), metrics.CONNECTIONS._value.get()) == before
 
 
 ROOM_NAMES = [
