@@ -47,7 +47,9 @@ class ProbeMiddleware:
     """Serve /healthz, /readyz and /metrics before anything reads the Host header.
 
     Probes and Prometheus address each replica by its IP (Docker DNS, the kubelet), which is not
-    in ALLOWED_HOSTS: CommonMiddleware would answer them 400 (DisallowedHost). nginx answers these
+    in ALLOWED_HOSTS: CommonMiddleware would answer them 400 (DisallowedHost). They also come over
+    plain HTTP from inside the deployment, and SecurityMiddleware would redirect them to HTTPS.
+    This is the only route to these views. nginx answers these
     paths 404 from outside (nginx/conf/locations.conf.template): no public request reaches this."""
 
     def __init__(self, get_response):
