@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -10,8 +11,11 @@ from urllib.parse import parse_qs
 import orjson
 import redis.exceptions
 from autobahn.exception import Disconnected
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import DatabaseError
 
@@ -34,9 +38,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     room = None
     group = None
     last_id = 0  # the newest message id this client has been sent; nothing older is sent again
+    received_at = None  # when the frame being handled arrived (monotonic), if the server says
     closing = False  # the server began closing, or the client is gone: nothing more is sent
 
-    # Channels assigns `channel_receive` (the layer's receive for our channel) in __call__ and lets
+    # __call__ assigns `channel_receive` (the layer's receive for our channel), and Channels lets
     # its errors end the consumer: a Redis restart would then kill every socket with 1011. Wrapped,
     # the consumer waits for Redis instead, and rejoins its group (the core layer keeps groups in
     # Redis, so a restarted Redis has forgotten them).
@@ -108,13 +113,54 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.send_stored(newest)
 
     async def __call__(self, scope, receive, send):
-        # Daphne cancels an instance whose client left while it was busy (after
-        # application_close_timeout); disconnect() never runs then, and the open-connections
-        # gauge and OPEN (which a drain waits on) would keep a ghost for good.
+        """Channels' AsyncConsumer.__call__ with one long-lived receive loop per source.
+
+        Channels' await_many_dispatch builds a Task and an asyncio.wait() for every message, which
+        was a large share of a fan-out's CPU (docs/PERFORMANCE.md, "loop"). Handlers still run
+        one at a time (the lock), each source in its own order, as Channels runs them.
+        """
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.base_send = send
+        sources = [receive]
+        if self.channel_layer is not None:
+            self.channel_name = await self.channel_layer.new_channel()
+            self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
+            sources.append(self.channel_receive)
+        lock = asyncio.Lock()
+
+        async def pump(source):
+            while True:
+                message = await source()
+                async with lock:
+                    await self.dispatch(message)
+
+        tasks = [asyncio.ensure_future(pump(source)) for source in sources]
         try:
-            await super().__call__(scope, receive, send)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for finished in done:
+                finished.result()
+        except StopConsumer:
+            pass
         finally:
+            for pending in tasks:
+                pending.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            # Daphne cancels an instance whose client left while it was busy (after
+            # application_close_timeout); disconnect() never runs then, and the gauge and OPEN
+            # (which a drain waits on) would keep a ghost for good.
             self._forget()
+
+    async def dispatch(self, message):
+        """Channels' dispatch without its per-message aclose_old_connections().
+
+        That is a thread hop for every frame and every delivery; our database calls go through
+        database_sync_to_async, which closes stale connections itself around each call.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"no handler for message type {message['type']}")
+        await handler(message)
 
     def _forget(self):
         """Stop counting this connection as open; safe to call twice."""
@@ -173,6 +219,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     # -- receiving --------------------------------------------------------------------------
 
+    async def websocket_receive(self, message):
+        # runws stamps each frame on arrival; the rate limit is charged at that time.
+        self.received_at = message.get("received_at")
+        await super().websocket_receive(message)
+
     async def receive(self, text_data=None, bytes_data=None):
         if self.room is None:  # closing: the handshake was refused
             return
@@ -185,7 +236,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.close_with(protocol.CLOSE_INTERNAL, "internal error", room=self.room)
 
     async def _receive(self, text):
-        wait = self.bucket.take()
+        wait = self.bucket.take(now=self.received_at)
         if wait:
             self.rate_strikes += 1
             if self.rate_strikes > settings.CHAT["RATE_BURST"]:
@@ -219,6 +270,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if len(message) > max_chars:
             return await self.reject("message_too_long", length=len(message), max_chars=max_chars)
 
+        # Shielded: once stored, the broadcast happens even if this consumer is cancelled now
+        # (client gone, server stopping); otherwise others would see the message only with the
+        # next one or a reconnect (docs/RELIABILITY.md, F8).
+        await asyncio.shield(self._store_and_broadcast(message))
+
+    async def _store_and_broadcast(self, message):
         try:
             msg_id, sent_at = await append_message(self.room, message)
         except DatabaseError as exc:
@@ -276,7 +333,22 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                     return False
                 metrics.DELIVERIES.inc()
             self.last_id = rows[-1][0]
+            await self._wait_for_reader()
         return True
+
+    async def _wait_for_reader(self):
+        """Hold a catch-up while the client has not read half of WS_MAX_PENDING_BYTES.
+
+        Without it a catch-up writes batch after batch into the worker's memory until the
+        slow-reader check (once a second) drops the client (docs/RELIABILITY.md, F10). A client
+        that never reads stops answering pings and Daphne drops it after DAPHNE_PING_TIMEOUT.
+        """
+        pending = self.scope.get("chat.pending_bytes")  # set by runws; absent under other servers
+        if pending is None:
+            return
+        limit = settings.WS_SERVER["MAX_PENDING_BYTES"] // 2
+        while not self.closing and pending() > limit:
+            await asyncio.sleep(0.05)
 
     async def chat_drain(self, event):
         """This process is shutting down: ask the client to reconnect (to another replica)."""

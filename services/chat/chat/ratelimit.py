@@ -11,9 +11,11 @@ class TokenBucket:
         self.tokens = float(burst)
         self.stamp = clock()
 
-    def take(self):
-        """Spend a token; return 0 when allowed, else the seconds until one is available."""
-        now = self.clock()
+    def take(self, now=None):
+        """Spend a token; return 0 when allowed, else the seconds until one is available.
+
+        `now` is when the frame arrived (the server stamps it), if not this instant."""
+        now = max(self.clock() if now is None else now, self.stamp)  # never backwards
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
         if self.tokens >= 1:

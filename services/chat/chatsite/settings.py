@@ -93,13 +93,30 @@ CHANNEL_LAYER = env.choice("CHANNEL_LAYER", ["pubsub", "core"], default="pubsub"
 # (Daphne's --websocket_timeout), or long-lived clients silently stop receiving.
 CHANNEL_GROUP_EXPIRY = env.int("CHANNEL_GROUP_EXPIRY", 86400, minimum=60)
 CHANNEL_CAPACITY = env.int("CHANNEL_CAPACITY", 1000, minimum=10)
+# Seconds a Redis call may block before the sender is told its broadcast is delayed (pub/sub).
+REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", 1.0, minimum=0.1)
+# redis-py's pool refuses a 101st concurrent call ("Too many connections"); a connect storm of
+# hundreds of sockets joins its groups at once.
+REDIS_MAX_CONNECTIONS = env.int("REDIS_MAX_CONNECTIONS", 1000, minimum=10)
 if REDIS_URL is None:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 elif CHANNEL_LAYER == "pubsub":
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [{"address": REDIS_URL}], "prefix": "chat"},
+            "CONFIG": {
+                # Without a timeout a paused Redis holds each publish for redis-py's default
+                # (none on reads, 5 s seen): one error per 5 s instead of one per frame (F5).
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": REDIS_SOCKET_TIMEOUT,
+                        "socket_connect_timeout": REDIS_SOCKET_TIMEOUT,
+                        "max_connections": REDIS_MAX_CONNECTIONS,
+                    }
+                ],
+                "prefix": "chat",
+            },
         }
     }
 else:
@@ -107,7 +124,7 @@ else:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [{"address": REDIS_URL}],
+                "hosts": [{"address": REDIS_URL, "max_connections": REDIS_MAX_CONNECTIONS}],
                 "prefix": "chat",
                 "capacity": CHANNEL_CAPACITY,
                 "group_expiry": CHANNEL_GROUP_EXPIRY,
@@ -139,6 +156,10 @@ WS_SERVER = {
     "PING_TIMEOUT": env.int("DAPHNE_PING_TIMEOUT", 30, minimum=1),
     "WEBSOCKET_TIMEOUT": env.int("DAPHNE_WEBSOCKET_TIMEOUT", CHANNEL_GROUP_EXPIRY, minimum=60),
     "APPLICATION_CLOSE_TIMEOUT": env.int("DAPHNE_APPLICATION_CLOSE_TIMEOUT", 10, minimum=1),
+    # Seconds an opening handshake may wait for the consumer (group join + a database read).
+    "HANDSHAKE_TIMEOUT": env.int("DAPHNE_HANDSHAKE_TIMEOUT", 20, minimum=1),
+    # Pending connections the kernel queues for Daphne (capped by net.core.somaxconn).
+    "LISTEN_BACKLOG": env.int("DAPHNE_LISTEN_BACKLOG", 1024, minimum=1),
     # Hard cap enforced by Daphne itself (close 1009) before anything is buffered or parsed;
     # frames between CHAT_MAX_FRAME_BYTES and this get a friendlier error frame from the app.
     "MAX_MESSAGE_BYTES": env.int("WS_MAX_MESSAGE_BYTES", 65536, minimum=1024),

@@ -160,3 +160,32 @@ def test_a_slow_reader_is_dropped_not_buffered_forever(start_runws):
     assert seen >= 1  # the reading client got every message up to the drop, in lockstep
     assert socket_ended(slow, timeout=5) in ("reset", "eof")
     assert proc.poll() is None and "Traceback" not in log.read_text()
+
+
+def test_listen_backlog_takes_a_reconnect_wave(start_runws):
+    """The listening socket queues DAPHNE_LISTEN_BACKLOG handshakes (Twisted's default is 50): a
+    wave of clients reconnecting after a drain waits in the kernel instead of being refused,
+    which nginx would answer with 502 (RELIABILITY F9). `ss` shows a listener's backlog as Send-Q.
+    """
+    port, _, _ = start_runws(DAPHNE_LISTEN_BACKLOG="777")
+    out = subprocess.run(
+        ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out[2] == "777", out
+
+
+def test_frames_are_stamped_on_arrival():
+    """runws stamps each client frame as it is queued for the consumer, which charges its rate
+    limit at that time, not when it gets to the frame (RELIABILITY F11)."""
+    from chat.management.commands.runws import ArrivalStampedQueue
+
+    async def scenario():
+        queue = ArrivalStampedQueue()
+        before = time.monotonic()
+        queue.put_nowait({"type": "websocket.receive", "text": "{}"})
+        queue.put_nowait({"type": "websocket.disconnect", "code": 1000})
+        return before, await queue.get(), await queue.get()
+
+    before, frame, disconnect = asyncio.run(scenario())
+    assert before <= frame["received_at"] <= time.monotonic()
+    assert "received_at" not in disconnect

@@ -111,3 +111,23 @@ def test_malformed_values_name_the_variable(method, value, message):
 def test_minimums_are_enforced():
     with pytest.raises(SettingError, match="X must be >= 1, found 0"):
         Env({"X": "0"}).int("X", minimum=1)
+
+
+def test_production_redis_calls_are_bounded():
+    """A paused Redis holds a publish at most REDIS_SOCKET_TIMEOUT (the sender hears about it
+    within a second, RELIABILITY F5), and a connect storm is not refused by redis-py's pool of
+    100 connections."""
+    code = (
+        "import django; django.setup(); from django.conf import settings; "
+        "print(settings.CHANNEL_LAYERS['default']['CONFIG']['hosts'][0])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=SERVICE,
+        env={**os.environ, **PRODUCTION, "DJANGO_SETTINGS_MODULE": "chatsite.settings"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "'socket_timeout': 1.0" in out and "'max_connections': 1000" in out, out

@@ -3,9 +3,11 @@
 import daphne.server  # noqa: F401, I001 - installs Twisted's asyncio reactor; must come first
 
 import asyncio
+import functools
 import logging
 import resource
 import signal
+import time
 
 from daphne.endpoints import build_endpoint_description_strings
 from daphne.server import Server
@@ -17,6 +19,19 @@ from chat import metrics
 from chat.drain import drain
 
 logger = logging.getLogger("chat.ws")
+
+
+class ArrivalStampedQueue(asyncio.Queue):
+    """An application's input queue that stamps each client frame with its arrival time.
+
+    The consumer charges its rate limit at arrival, not when it gets to the frame: frames that
+    waited behind a blocked consumer (Redis paused) are not refused afterwards as a burst.
+    """
+
+    def put_nowait(self, item):
+        if item.get("type") == "websocket.receive":
+            item["received_at"] = time.monotonic()
+        super().put_nowait(item)
 
 
 class DrainableServer(Server):
@@ -31,11 +46,39 @@ class DrainableServer(Server):
         self.ports.append(port)
         return port
 
+    def create_application(self, protocol, scope):
+        """Daphne's create_application, with a stamping queue and the socket's backlog in scope.
+
+        `chat.pending_bytes` lets a consumer wait for a slow reader between catch-up batches
+        instead of writing the whole backlog into memory (docs/RELIABILITY.md, F10).
+        """
+        assert "application_instance" not in self.connections[protocol]
+        input_queue = ArrivalStampedQueue()
+        scope.setdefault("asgi", {"version": "3.0"})
+        scope["chat.pending_bytes"] = functools.partial(protocol_pending_bytes, protocol)
+        instance = self.application(
+            scope=scope,
+            receive=input_queue.get,
+            send=functools.partial(self.handle_reply, protocol),
+        )
+        if protocol not in self.connections:
+            return None
+        self.connections[protocol]["application_instance"] = asyncio.ensure_future(instance)
+        return input_queue
+
 
 def pending_bytes(transport):
     """Bytes Twisted holds for a socket that the kernel would not take yet (a slow reader)."""
     buffered = len(getattr(transport, "dataBuffer", b"")) - getattr(transport, "offset", 0)
     return buffered + getattr(transport, "_tempDataLen", 0)
+
+
+def protocol_pending_bytes(protocol):
+    """Unsent bytes of a connection's socket; 0 once it is gone."""
+    transport = getattr(protocol, "transport", None)
+    if transport is None or getattr(transport, "disconnected", False):
+        return 0
+    return pending_bytes(transport)
 
 
 def shed_slow_readers(server, limit):
@@ -87,14 +130,24 @@ class Command(BaseCommand):
         from chatsite.asgi import application
 
         ws = settings.WS_SERVER
+        # A reconnect wave after a drain arrives all at once: Twisted's default backlog (50) let
+        # the kernel refuse handshakes, which nginx answered with 502 (docs/RELIABILITY.md, F9).
+        endpoints = [
+            f"{e}:backlog={ws['LISTEN_BACKLOG']}"
+            for e in build_endpoint_description_strings(host=bind, port=port)
+        ]
         server = DrainableServer(
             application=application,
-            endpoints=build_endpoint_description_strings(host=bind, port=port),
+            endpoints=endpoints,
             signal_handlers=False,  # ours below: drain first, then stop
             ping_interval=ws["PING_INTERVAL"],
             ping_timeout=ws["PING_TIMEOUT"],
             websocket_timeout=ws["WEBSOCKET_TIMEOUT"],
             websocket_max_message_size=ws["MAX_MESSAGE_BYTES"],
+            # Opening handshakes queue behind the database during a connection storm; autobahn's
+            # 5 s default reset them, and every client retried at once.
+            websocket_handshake_timeout=ws["HANDSHAKE_TIMEOUT"],
+            websocket_connect_timeout=ws["HANDSHAKE_TIMEOUT"],
             application_close_timeout=ws["APPLICATION_CLOSE_TIMEOUT"],
             # Only nginx reaches this port; take the client address and scheme it saw.
             proxy_forwarded_address_header="X-Forwarded-For",

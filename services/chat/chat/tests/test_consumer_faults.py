@@ -1,0 +1,89 @@
+"""What the consumer does when its own timing goes wrong: frames that queued while it was blocked,
+a consumer cancelled between storing and broadcasting, and a client that reads a catch-up slowly.
+"""
+
+import asyncio
+import contextlib
+import json
+import time
+
+import pytest
+from django.conf import settings
+
+from chat import consumers, store
+
+from .wsclient import Client
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def frame(message, received_at=None):
+    event = {"type": "websocket.receive", "text": json.dumps({"message": message})}
+    if received_at is not None:
+        event["received_at"] = received_at  # runws stamps every frame on arrival
+    return event
+
+
+async def test_frames_that_waited_are_charged_when_they_arrived(chat_limits):
+    """Frames that arrived at 5/s while the consumer was blocked (e.g. a paused Redis) are all
+    accepted when it catches up, although they are handled in one burst: the rate limit is
+    charged at arrival (RELIABILITY F11). Unstamped, the same burst would be refused."""
+    chat_limits(RATE_PER_SECOND=10.0, RATE_BURST=5)
+    async with Client("arrival") as c:
+        start = time.monotonic()
+        for i in range(20):  # 20 frames at 5/s over 4 s, all handled in one burst
+            await c.comm.send_input(frame(f"m{i}", received_at=start + i * 0.2))
+        got = await c.recv_many(20)
+        assert [g.get("message") for g in got] == [f"m{i}" for i in range(20)]
+        assert all(g["type"] == "message" for g in got)
+
+    async with Client("arrival-burst") as c:
+        for i in range(20):
+            await c.comm.send_input(frame(f"m{i}"))  # no stamp: charged when handled
+        assert (await c.closed())[0] == 4429  # refused, then closed for flooding
+
+
+async def test_a_message_stored_is_broadcast_even_if_its_sender_is_cancelled(monkeypatch):
+    """Daphne cancels a sender's consumer (client gone, server stopping) after its message was
+    stored but before the broadcast: the others still receive it now, not with the next message
+    (RELIABILITY F8)."""
+    stored = asyncio.Event()
+    original = consumers.append_message
+
+    async def slow_append(room, text):
+        result = await original(room, text)
+        stored.set()
+        await asyncio.sleep(0.3)  # the window between commit and publish, made wide
+        return result
+
+    monkeypatch.setattr(consumers, "append_message", slow_append)
+    async with Client("shield") as other:
+        sender = Client("shield")
+        await sender.__aenter__()
+        await sender.send("last words")
+        await asyncio.wait_for(stored.wait(), 5)
+        sender.comm.future.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender.comm.future
+        got = await other.recv(timeout=3)
+        assert (got["id"], got["message"]) == (1, "last words")
+
+
+async def test_catch_up_waits_for_a_client_that_has_not_read(chat_limits):
+    """A resume over a long backlog writes one batch, then waits while the socket holds more than
+    half of WS_MAX_PENDING_BYTES unsent, instead of buffering the whole backlog in the worker
+    (RELIABILITY F10); once the client reads, the rest follows, in order, once each."""
+    chat_limits(RESUME_BATCH=10)
+    for i in range(35):
+        await asyncio.to_thread(store.append, "backlog", f"m{i}")
+    unsent = {"bytes": settings.WS_SERVER["MAX_PENDING_BYTES"]}  # the client is not reading
+
+    client = Client("backlog", query="after=0")
+    client.comm.scope["chat.pending_bytes"] = lambda: unsent["bytes"]  # as runws provides it
+    async with client:
+        first = await client.recv_many(10)
+        assert await client.nothing(0.5), "expected the catch-up to wait after one batch"
+        unsent["bytes"] = 0  # the client read everything
+        rest = await client.recv_many(25)
+        assert [m["id"] for m in first + rest] == list(range(1, 36))
+        assert await client.nothing()
