@@ -259,30 +259,42 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             return await self.reject("invalid_json")
         if not isinstance(content, dict):
             return await self.reject("not_an_object")
+        client_id = content.get("client_id")
+        if client_id is not None and not protocol.valid_client_id(client_id):
+            return await self.reject("invalid_client_id")
+        # Refusals of a frame that carries a client_id say which message they refuse.
+        echo = {} if client_id is None else {"client_id": client_id}
         if "message" not in content:
-            return await self.reject("missing_message")
+            return await self.reject("missing_message", **echo)
         message = content["message"]
         if not isinstance(message, str):
-            return await self.reject("message_not_string")
+            return await self.reject("message_not_string", **echo)
         if not message.strip():
-            return await self.reject("empty_message")
+            return await self.reject("empty_message", **echo)
         max_chars = settings.CHAT["MAX_MESSAGE_CHARS"]
         if len(message) > max_chars:
-            return await self.reject("message_too_long", length=len(message), max_chars=max_chars)
+            return await self.reject(
+                "message_too_long", length=len(message), max_chars=max_chars, **echo
+            )
 
         # Shielded: once stored, the broadcast happens even if this consumer is cancelled now
         # (client gone, server stopping); otherwise others would see the message only with the
         # next one or a reconnect (docs/RELIABILITY.md, F8).
-        await asyncio.shield(self._store_and_broadcast(message))
+        await asyncio.shield(self._store_and_broadcast(message, client_id))
 
-    async def _store_and_broadcast(self, message):
+    async def _store_and_broadcast(self, message, client_id):
         try:
-            msg_id, sent_at = await append_message(self.room, message)
+            msg_id, sent_at, stored_before = await append_message(self.room, message, client_id)
         except DatabaseError as exc:
             logger.warning("database unavailable on send", extra=_why(exc, room=self.room))
-            return await self.reject("unavailable")
+            echo = {} if client_id is None else {"client_id": client_id}
+            return await self.reject("unavailable", **echo)
+        if stored_before:
+            # A resend (the client did not see its message before a reconnect); the room has it,
+            # and this socket got it in its catch-up or will get it live.
+            return await self.deliver(protocol.ack(msg_id, client_id))
         metrics.ACCEPTED.inc()
-        frame = protocol.message(self.room, msg_id, message, sent_at)
+        frame = protocol.message(self.room, msg_id, message, sent_at, client_id)
         # Encoded once here; every receiver sends these bytes as they are.
         event = {"type": "chat.message", "id": msg_id, "text": frame, "ts": sent_at.timestamp()}
         try:
@@ -328,8 +340,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 return False
             if not rows:
                 break
-            for msg_id, text, sent_at in rows:
-                if not await self.deliver(protocol.message(self.room, msg_id, text, sent_at)):
+            for msg_id, text, sent_at, client_id in rows:
+                frame = protocol.message(self.room, msg_id, text, sent_at, client_id)
+                if not await self.deliver(frame):
                     return False
                 metrics.DELIVERIES.inc()
             self.last_id = rows[-1][0]

@@ -19,10 +19,18 @@ class Message(models.Model):
     seq = models.BigIntegerField(help_text="per-room id, increasing without gaps")
     text = models.TextField()
     sent_at = models.DateTimeField(db_index=True)
+    # The sender's own id for the message, when it gave one: a resend after a reconnect is
+    # recognised and not stored twice (docs/protocol.md, "Sending exactly once").
+    client_id = models.CharField(max_length=64, null=True, blank=True)
 
     class Meta:
         constraints = [  # noqa: RUF012 - Django's Meta idiom
             models.UniqueConstraint(fields=["room", "seq"], name="message_room_seq_unique"),
+            models.UniqueConstraint(
+                fields=["room", "client_id"],
+                condition=models.Q(client_id__isnull=False),
+                name="message_room_client_id_unique",
+            ),
         ]
         ordering = ["room", "seq"]  # noqa: RUF012
 

@@ -8,6 +8,7 @@ import orjson
 # Error frames: {"type": "error", "code": <code>, "detail": <text>}. The socket stays open.
 ERRORS = {
     "binary_frame": "binary frames are not accepted; send JSON text",
+    "invalid_client_id": '"client_id" must be a string of 1 to 64 printable ASCII characters',
     "frame_too_large": "frame is larger than {max_frame_bytes} bytes",
     "invalid_json": "frame is not valid JSON",
     "not_an_object": 'frame must be a JSON object such as {{"message": "hi"}}',
@@ -60,14 +61,27 @@ def error(code, **fields):
     return dumps({"type": "error", "code": code, "detail": detail, **fields})
 
 
-def message(room, msg_id, text, sent_at):
+def message(room, msg_id, text, sent_at, client_id=None):
     """A message frame as text; `message` is the tutorial's field, the rest is ours."""
-    return dumps(
-        {
-            "type": "message",
-            "id": msg_id,
-            "room": room,
-            "message": text,
-            "sent_at": sent_at.isoformat().replace("+00:00", "Z"),
-        }
+    frame = {
+        "type": "message",
+        "id": msg_id,
+        "room": room,
+        "message": text,
+        "sent_at": sent_at.isoformat().replace("+00:00", "Z"),
+    }
+    if client_id is not None:
+        frame["client_id"] = client_id
+    return dumps(frame)
+
+
+def ack(msg_id, client_id):
+    """The answer to a resent message that is already stored: nothing is stored again."""
+    return dumps({"type": "ack", "id": msg_id, "client_id": client_id})
+
+
+def valid_client_id(value):
+    """A sender's message id: 1-64 printable ASCII characters (a UUID fits)."""
+    return (
+        isinstance(value, str) and 0 < len(value) <= 64 and value.isascii() and value.isprintable()
     )

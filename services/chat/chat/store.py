@@ -14,19 +14,27 @@ def room_last_id(name):
     return room.last_id
 
 
-def append(name, text):
-    """Store a message with the room's next id; return (id, sent_at).
+def append(name, text, client_id=None):
+    """Store a message with the room's next id; return (id, sent_at, stored_before).
 
     The room row stays locked until commit, so id N+1 is handed out only after N is committed:
     whoever sees N+1 can always read N from the database (the consumer's gap fill relies on it).
+    A `client_id` already stored in the room returns that message instead (stored_before=True):
+    the lock makes the check and the insert one step.
     """
     with transaction.atomic():
         room, _ = Room.objects.select_for_update().get_or_create(name=name)
+        if client_id is not None:
+            earlier = room.messages.filter(client_id=client_id).values_list("seq", "sent_at")
+            if found := earlier.first():
+                return (*found, True)
         room.last_id += 1
         room.save(update_fields=["last_id"])
         sent_at = timezone.now()
-        Message.objects.create(room=room, seq=room.last_id, text=text, sent_at=sent_at)
-    return room.last_id, sent_at
+        Message.objects.create(
+            room=room, seq=room.last_id, text=text, sent_at=sent_at, client_id=client_id
+        )
+    return room.last_id, sent_at, False
 
 
 def after(name, last_id, limit, upto=None):
@@ -34,7 +42,7 @@ def after(name, last_id, limit, upto=None):
     rows = Message.objects.filter(room__name=name, seq__gt=last_id)
     if upto is not None:
         rows = rows.filter(seq__lte=upto)
-    return list(rows.order_by("seq").values_list("seq", "text", "sent_at")[:limit])
+    return list(rows.order_by("seq").values_list("seq", "text", "sent_at", "client_id")[:limit])
 
 
 def latest(name, count):

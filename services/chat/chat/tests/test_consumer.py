@@ -199,7 +199,7 @@ async def test_crossed_broadcasts_are_delivered_in_order_once(layer):
         group = rooms.group_name("order")
         layer_ = get_channel_layer()
         # Broadcast 3 first, then 1 and 2 late (as if their senders were slower).
-        for msg_id, _ in (ids[2], ids[0], ids[1]):
+        for msg_id, *_ in (ids[2], ids[0], ids[1]):
             await layer_.group_send(
                 group,
                 {

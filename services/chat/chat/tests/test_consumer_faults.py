@@ -50,8 +50,8 @@ async def test_a_message_stored_is_broadcast_even_if_its_sender_is_cancelled(mon
     stored = asyncio.Event()
     original = consumers.append_message
 
-    async def slow_append(room, text):
-        result = await original(room, text)
+    async def slow_append(*args):
+        result = await original(*args)
         stored.set()
         await asyncio.sleep(0.3)  # the window between commit and publish, made wide
         return result
@@ -87,3 +87,40 @@ async def test_catch_up_waits_for_a_client_that_has_not_read(chat_limits):
         rest = await client.recv_many(25)
         assert [m["id"] for m in first + rest] == list(range(1, 36))
         assert await client.nothing()
+
+
+def with_id(message, client_id):
+    return {"type": "websocket.receive", "text": json.dumps({"message": message, **client_id})}
+
+
+async def test_a_resent_message_is_stored_once(layer):
+    """A client that did not see its own message before a reconnect sends it again with the same
+    client_id: the room stores it once; the repeat gets an `ack` naming the stored id, and the
+    others see it once. The client_id travels with the message, live and in a catch-up, so the
+    sender can tell which of its messages arrived (RELIABILITY F7)."""
+    async with Client("once") as sender, Client("once") as other:
+        await sender.comm.send_input(with_id("hello", {"client_id": "c-1"}))
+        first = await other.recv()
+        assert (first["id"], first["message"], first["client_id"]) == (1, "hello", "c-1")
+        assert (await sender.recv())["client_id"] == "c-1"
+
+    async with Client("once", query="after=0") as sender, Client("once") as other:
+        assert (await sender.recv())["client_id"] == "c-1"  # the catch-up says it arrived
+        await sender.comm.send_input(with_id("hello", {"client_id": "c-1"}))  # resent anyway
+        assert await sender.recv() == {"type": "ack", "id": 1, "client_id": "c-1"}
+        assert await other.nothing()
+    assert await asyncio.to_thread(store.room_last_id, "once") == 1
+
+
+@pytest.mark.parametrize("client_id", ["", "x" * 65, 7, None, ["a"], "tab\there", "é"])
+async def test_an_invalid_client_id_is_refused(client_id):
+    """client_id, when present, is 1-64 printable ASCII characters; anything else is refused
+    with an error frame and nothing is stored."""
+    async with Client("badid") as c:
+        await c.comm.send_input(with_id("hello", {"client_id": client_id}))
+        got = await c.recv()
+        if client_id is None:  # JSON null: as if absent
+            assert got["type"] == "message" and "client_id" not in got
+        else:
+            assert (got["type"], got["code"]) == ("error", "invalid_client_id")
+            assert await asyncio.to_thread(store.room_last_id, "badid") == 0

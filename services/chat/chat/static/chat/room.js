@@ -1,6 +1,8 @@
 // Room page. Messages go into the log as text (textarea value), never as HTML. The socket
 // reconnects by itself with exponential backoff and jitter, and resumes after the last id it
-// saw, so a restarted server loses nothing from the user's view (docs/protocol.md).
+// saw, so a restarted server loses nothing from the user's view. What the user sends carries a
+// client_id and is sent again after a reconnect until the room echoes it: the server stores a
+// client_id once, so nothing typed is lost or doubled (docs/protocol.md).
 "use strict";
 const roomName = JSON.parse(document.getElementById("room-name").textContent);
 let lastId = JSON.parse(document.getElementById("last-id").textContent);
@@ -8,8 +10,11 @@ const log = document.querySelector("#chat-log");
 const input = document.querySelector("#chat-message-input");
 const status = document.querySelector("#chat-status");
 const FATAL = new Set([4400, 4422]); // the room name or the query is wrong: retrying cannot help
+const RETRY = new Set(["rate_limited", "unavailable"]); // refused for now: send again later
+const pending = new Map(); // client_id -> text: sent, not yet seen in the room
 let socket = null;
 let attempt = 0;
+let resendTimer = null;
 
 function setStatus(text, isError) {
   status.textContent = text;
@@ -27,18 +32,46 @@ function append(text) {
   log.scrollTop = log.scrollHeight;
 }
 
+function newClientId() {
+  // getRandomValues, unlike randomUUID, also works on plain-HTTP pages.
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function sendPending() {
+  resendTimer = null;
+  if (!socket || socket.readyState !== WebSocket.OPEN) return; // onopen sends them
+  for (const [clientId, text] of pending) {
+    socket.send(JSON.stringify({ message: text, client_id: clientId }));
+  }
+}
+
+function resendLater(seconds) {
+  if (resendTimer === null) resendTimer = window.setTimeout(sendPending, seconds * 1000);
+}
+
 function connect() {
   socket = new WebSocket(socketUrl());
   socket.onopen = () => {
     attempt = 0;
     setStatus("connected");
+    sendPending(); // a repeat of something already stored is only acknowledged
   };
   socket.onmessage = (e) => {
     const data = JSON.parse(e.data);
     if (data.type === "error") {
       setStatus(data.detail, true);
+      if (RETRY.has(data.code)) {
+        resendLater(data.retry_after || 3);
+      } else if (pending.has(data.client_id)) {
+        // Refused for good (too long, ...): give the text back to the user to edit.
+        if (!input.value) input.value = pending.get(data.client_id);
+        pending.delete(data.client_id);
+      }
       return;
     }
+    if (data.client_id) pending.delete(data.client_id); // our message is in the room
+    if (data.type === "ack") return;
     if (typeof data.id === "number") {
       if (data.id <= lastId) return; // already shown (a resume can overlap what we had)
       lastId = data.id;
@@ -64,9 +97,12 @@ input.addEventListener("keyup", (e) => {
   if (e.key === "Enter") document.querySelector("#chat-message-submit").click();
 });
 document.querySelector("#chat-message-submit").addEventListener("click", () => {
-  // Keep the text in the box until a socket is open to take it.
-  if (!socket || socket.readyState !== WebSocket.OPEN || !input.value.trim()) return;
-  socket.send(JSON.stringify({ message: input.value }));
+  if (!input.value.trim()) return;
+  const clientId = newClientId();
+  pending.set(clientId, input.value);
   input.value = "";
+  if (socket && socket.readyState === WebSocket.OPEN) {
+    socket.send(JSON.stringify({ message: pending.get(clientId), client_id: clientId }));
+  }
 });
 connect();
