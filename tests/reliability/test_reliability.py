@@ -31,7 +31,7 @@ from tests.functional import (
     ws_url,
 )
 from tests.stack.resuming import (
-    RecordingSender,
+    ExactlyOnceSender,
     RoomJsClient,
     SteadySender,
     assert_complete,
@@ -41,7 +41,7 @@ from tests.stack.resuming import (
     stop_all,
     wait_until,
 )
-from tests.stack.test_faults import newest_id
+from tests.stack.test_faults import assert_sent_exactly_once, newest_id
 
 ROOT = Path(__file__).resolve().parents[2]
 RATE_PER_SECOND = 10  # CHAT_RATE_PER_SECOND and CHAT_RATE_BURST as compose.yaml sets them
@@ -211,16 +211,6 @@ async def send_one(base_url, room, text, attempts=5):
     return None
 
 
-def unanswered(sender, stored):
-    """Frames a sender wrote that were neither stored nor refused with an error frame."""
-    refused = sum(
-        n
-        for code, n in sender.errors.items()
-        if code and code.islower() and code != "broadcast_delayed"  # that one was stored
-    )
-    return sender.sent - stored - refused
-
-
 async def probe_latency(base_url, room, seconds, interval=0.2):
     """Round trips (s) of messages a well-behaved client sends to `room` and gets back."""
     rtts = []
@@ -255,7 +245,7 @@ async def sigterm_under_load(stack, clients):
     victim = stack.containers("ws")[0]
     stuck = []
     readers = []
-    sender = SteadySender(stack.base_url, room, interval=0.2)
+    sender = ExactlyOnceSender(stack.base_url, room, interval=0.2)
     try:
         await connect_in_waves(readers, lambda: RoomJsClient(stack.base_url, room), clients)
         on_victim = await asyncio.to_thread(stack.gauge, victim)
@@ -276,7 +266,7 @@ async def sigterm_under_load(stack, clients):
         )
         back = [r.opened_at[-1] - stopped_at for r in moved]
         await asyncio.sleep(1)
-        await sender.stop()
+        await sender.finish()
         newest = await wait_complete(stack, room, readers, stuck=stuck)
     finally:
         await stop_all(sender, *readers)
@@ -285,9 +275,9 @@ async def sigterm_under_load(stack, clients):
     closes = sum((r.closes for r in moved), Counter())
     print(
         f"\nws SIGTERM: clients {clients}, on the stopped replica {len(moved)} (gauge "
-        f"{on_victim:g}), docker stop {stop_seconds:.1f} s, exit {state['ExitCode']}, sent "
-        f"{sender.sent}, stored {newest}, missing 0, duplicates 0, unanswered sends "
-        f"{unanswered(sender, newest - len(stuck))}, back after the stop p50 "
+        f"{on_victim:g}), docker stop {stop_seconds:.1f} s, exit {state['ExitCode']}, "
+        f"{sender.summary()}, room newest id {newest}, missing 0, duplicates 0, back after "
+        f"the stop p50 "
         f"{percentile(back, 0.5)} s p99 {percentile(back, 0.99)} s max {max(back):.2f} s, "
         f"reconnect p50 {percentile(reconnects, 0.5)} s p99 {percentile(reconnects, 0.99)} s, "
         f"closes {dict(closes)}, unbroadcast until the next message {stuck}"
@@ -298,6 +288,7 @@ async def sigterm_under_load(stack, clients):
         f"{state['ExitCode']} after {stop_seconds:.1f} s"
     )
     assert closes[4012] == len(moved), f"expected each moved client closed with 4012: {closes}"
+    assert_sent_exactly_once(stack, room, sender)
 
 
 # -- 2. Rolling restart of ws under 200 clients -----------------------------------------------
@@ -309,7 +300,7 @@ async def test_rolling_restart_of_ws_under_200_clients_loses_nothing(stack):
     room = unique_room("roll200")
     stuck = []
     readers = []
-    sender = SteadySender(stack.base_url, room, interval=0.2)
+    sender = ExactlyOnceSender(stack.base_url, room, interval=0.2)
     try:
         started = time.monotonic()
         await connect_in_waves(readers, lambda: RoomJsClient(stack.base_url, room), 200)
@@ -320,7 +311,7 @@ async def test_rolling_restart_of_ws_under_200_clients_loses_nothing(stack):
         await asyncio.to_thread(stack.script, "rolling-restart", "ws")
         rollout = time.monotonic() - started
         await asyncio.sleep(2)
-        await sender.stop()
+        await sender.finish()
         # Not test_faults.run_through: under 200 clients the sender's last frames are still
         # being stored when it stops, so the newest id is read once it stays put.
         newest = await wait_complete(stack, room, readers, stuck=stuck)
@@ -333,13 +324,13 @@ async def test_rolling_restart_of_ws_under_200_clients_loses_nothing(stack):
     closes = sum((r.closes for r in readers), Counter())
     print(
         f"\nrolling restart ws, 200 clients: connected (waves of 25) in {connected:.1f} s, rollout "
-        f"{rollout:.1f} s, sent {sender.sent}, stored {newest}, missing 0, duplicates 0, "
-        f"unanswered sends {unanswered(sender, newest - len(stuck))}, "
-        f"reconnects {len(reconnects)} (p50 {percentile(reconnects, 0.5)} s, p99 "
-        f"{percentile(reconnects, 0.99)} s), closes {dict(closes)}, sender errors "
-        f"{dict(sender.errors)}, unbroadcast until the next message (id, clients, held) {stuck}"
+        f"{rollout:.1f} s, {sender.summary()}, room newest id {newest}, missing 0, duplicates "
+        f"0, reconnects {len(reconnects)} (p50 {percentile(reconnects, 0.5)} s, p99 "
+        f"{percentile(reconnects, 0.99)} s), closes {dict(closes)}, "
+        f"unbroadcast until the next message (id, clients, held) {stuck}"
     )
     assert closes[4012] > 0, "expected the drain to close sockets with 4012"
+    assert_sent_exactly_once(stack, room, sender)
 
 
 # -- 3. Redis paused --------------------------------------------------------------------------
@@ -350,7 +341,7 @@ async def test_redis_paused_senders_are_told_nothing_is_lost_no_restarts(stack):
     before = workers(stack)
     room = unique_room("pause")
     readers = [RoomJsClient(stack.base_url, room).start() for _ in range(20)]
-    sender = RecordingSender(stack.base_url, room, interval=0.2)
+    sender = ExactlyOnceSender(stack.base_url, room, interval=0.2)
     try:
         await wait_until(lambda: all(r.connected.is_set() for r in readers), 30, "connect")
         sender.start()
@@ -372,7 +363,7 @@ async def test_redis_paused_senders_are_told_nothing_is_lost_no_restarts(stack):
             lambda: all(r.last_id > mark for r in readers), 30, "delivery after the unpause"
         )
         resumed = time.monotonic() - unpaused_at
-        await sender.stop()
+        await sender.finish()
         newest = await wait_complete(stack, room, readers)
     finally:
         await stop_all(sender, *readers)
@@ -380,9 +371,8 @@ async def test_redis_paused_senders_are_told_nothing_is_lost_no_restarts(stack):
     told = {k: v for k, v in sender.errors.items() if k in ("broadcast_delayed", "unavailable")}
     closed_4503 = sender.closes[4503] + sum(r.closes[4503] for r in readers)
     print(
-        f"\nredis paused {paused:.1f} s: sent {sender.sent}, stored {newest}, clients 20, "
-        f"missing 0, duplicates 0, unanswered sends {unanswered(sender, newest)}, sender "
-        f"errors {dict(sender.errors)}, sender closes "
+        f"\nredis paused {paused:.1f} s: {sender.summary()}, room newest id {newest}, clients "
+        f"20, missing 0, duplicates 0, sender closes "
         f"{dict(sender.closes)}, ws /readyz {[(s, t) for s, _, t in ready]} (status, s), "
         f"delivery back {resumed:.1f} s after unpause, worker restarts 0"
     )
@@ -395,6 +385,7 @@ async def test_redis_paused_senders_are_told_nothing_is_lost_no_restarts(stack):
         f"errors {dict(sender.errors)}, closes {dict(sender.closes)}"
     )
     assert after == before, f"expected no worker restarts, found {before} -> {after}"
+    assert_sent_exactly_once(stack, room, sender)
 
 
 # -- 4. Postgres stopped ----------------------------------------------------------------------

@@ -2,8 +2,10 @@
 
 `ResumingClient` keeps a socket in one room, reconnecting after a short random delay with
 `?after=<last id>` (docs/protocol.md), and records every id it got, duplicates, close codes and
-reconnect times. `SteadySender` sends at a fixed rate, reconnecting when its socket goes.
-Scenario tests run them through a fault and then demand: every stored id, once, in order.
+reconnect times. `SteadySender` sends at a fixed rate, reconnecting when its socket goes;
+`ExactlyOnceSender` sends the way room.js does (a client_id per message, sent again after a
+reconnect until the room has it). Scenario tests run them through a fault and then demand: every
+stored id reached every client once, in order, and every message sent was stored exactly once.
 """
 
 import asyncio
@@ -11,6 +13,7 @@ import contextlib
 import json
 import random
 import time
+import uuid
 from collections import Counter
 
 from websockets.asyncio.client import connect
@@ -113,6 +116,117 @@ class SteadySender(Background):
                     self.errors[frame.get("code")] += 1
 
 
+class ExactlyOnceSender(Background):
+    """Sends every `interval` s as room.js does: each message with its own client_id, kept until
+    the room echoes it (a message or an ack with that client_id), and sent again after every
+    reconnect or a `rate_limited`/`unavailable` refusal (docs/protocol.md, "Sending exactly once").
+
+    `finish()` stops new messages and waits until every one sent is in the room. `stored` maps
+    each client_id to the room's id for it; `twice` lists client_ids the room showed under two ids.
+    """
+
+    RETRY = frozenset({"rate_limited", "unavailable"})
+
+    def __init__(self, base_url, room, interval=0.2):
+        self.base_url = base_url
+        self.room = room
+        self.interval = interval
+        self.tag = uuid.uuid4().hex[:8]  # client_ids of this sender: "<tag>-<n>"
+        self.sent = 0  # distinct messages
+        self.pending = {}  # client_id -> text, not yet seen in the room
+        self.stored = {}  # client_id -> id
+        self.twice = []
+        self.refused = Counter()  # refused for good, by code
+        self.errors = Counter()  # every error frame, by code
+        self.closes = Counter()
+        self.resent = 0
+        self.acks = 0
+        self.last_id = 0
+        self.producing = True
+        self._retry = False
+
+    def _frame(self, client_id):
+        return json.dumps({"message": self.pending[client_id], "client_id": client_id})
+
+    async def _run(self):
+        while True:
+            url = ws_url(self.base_url, self.room, after=self.last_id)
+            try:
+                async with connect(url, origin=origin_of(self.base_url), open_timeout=10) as ws:
+                    reader = asyncio.create_task(self._read(ws))
+                    try:
+                        await self._resend(ws)
+                        while not reader.done():
+                            if self._retry:
+                                await self._resend(ws)
+                            if self.producing:
+                                client_id = f"{self.tag}-{self.sent}"
+                                self.pending[client_id] = f"steady {self.sent}"
+                                self.sent += 1
+                                await ws.send(self._frame(client_id))
+                            await asyncio.sleep(self.interval)
+                    finally:
+                        reader.cancel()
+            except RETRYABLE as exc:
+                self.closes[type(exc).__name__] += 1
+            await asyncio.sleep(random.uniform(0.1, 0.5))
+
+    async def _resend(self, ws):
+        self._retry = False
+        for client_id in list(self.pending):
+            await ws.send(self._frame(client_id))
+            self.resent += 1
+
+    async def _read(self, ws):
+        with contextlib.suppress(ConnectionClosed):
+            async for raw in ws:
+                self._on_frame(json.loads(raw))
+        self.closes[ws.close_code] += 1
+
+    def _on_frame(self, frame):
+        kind, client_id = frame.get("type"), frame.get("client_id")
+        if kind == "message":
+            self.last_id = max(self.last_id, frame["id"])
+        if kind == "error":
+            self.errors[frame["code"]] += 1
+            if frame["code"] in self.RETRY:
+                self._retry = True
+            elif client_id in self.pending:
+                self.refused[frame["code"]] += 1
+                del self.pending[client_id]
+            return
+        if kind == "ack":
+            self.acks += 1
+        if client_id is None or not client_id.startswith(self.tag):
+            return
+        if self.stored.setdefault(client_id, frame["id"]) != frame["id"]:
+            self.twice.append((client_id, self.stored[client_id], frame["id"]))
+        self.pending.pop(client_id, None)
+
+    async def finish(self, timeout=60):
+        """Stop sending new messages, wait until the room has every one sent, then stop."""
+        self.producing = False
+        try:
+            await wait_until(
+                lambda: not self.pending, timeout, f"the room to hold {len(self.pending)} sends"
+            )
+        finally:
+            await self.stop()
+
+    def summary(self):
+        return (
+            f"sent {self.sent}, stored once each {len(set(self.stored.values()))}, "
+            f"never stored {len(self.pending)}, stored twice {len(self.twice)}, resent "
+            f"{self.resent} (acks {self.acks}), refused {dict(self.refused)}, errors "
+            f"{dict(self.errors)}"
+        )
+
+    def assert_exactly_once(self):
+        """Every message sent is in the room once: none lost, none doubled."""
+        assert not self.pending and not self.twice and not self.refused, self.summary()
+        assert len(self.stored) == self.sent == len(set(self.stored.values())), self.summary()
+
+
 async def wait_until(predicate, timeout, what):
     """Poll `predicate()` (sync) every 0.2 s; AssertionError naming `what` after `timeout` s."""
     deadline = time.monotonic() + timeout
@@ -191,18 +305,6 @@ class RoomJsClient(ResumingClient):
             ceiling = min(30.0, 0.5 * 2**attempt)
             attempt += 1
             await asyncio.sleep(ceiling / 2 + random.random() * ceiling / 2)
-
-
-class RecordingSender(SteadySender):
-    """A SteadySender that also counts the close codes of its sockets (`closes`)."""
-
-    def __init__(self, base_url, room, interval=0.2):
-        super().__init__(base_url, room, interval)
-        self.closes = Counter()
-
-    async def _read(self, ws):
-        await super()._read(ws)
-        self.closes[ws.close_code] += 1
 
 
 async def stable_newest(read, settle=0.5, timeout=10.0):

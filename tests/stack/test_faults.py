@@ -1,15 +1,16 @@
-"""Faults on the running stack: nothing a client saw accepted is ever missing afterwards.
+"""Faults on the running stack: nothing sent is lost or doubled, nothing stored goes missing.
 
-Every scenario runs resuming clients (like room.js) and a steady sender through nginx, breaks
-something, and demands that every client ends with every stored id exactly once, in order.
+Every scenario runs resuming clients (like room.js) and a sender that resends like room.js
+through nginx, breaks something, and demands that every message sent was stored exactly once
+and that every client ends with every stored id exactly once, in order.
 """
 
 import asyncio
 
 from tests.functional import unique_room
 from tests.stack.resuming import (
+    ExactlyOnceSender,
     ResumingClient,
-    SteadySender,
     assert_complete,
     percentile,
     stable_newest,
@@ -24,18 +25,36 @@ def newest_id(stack, room):
     return int(out.strip())
 
 
+def client_ids_stored(stack, room, tag):
+    """(rows, distinct client_ids) stored in `room` for a sender's client_ids "<tag>-<n>"."""
+    literal = room.replace("'", "''")
+    sql = f"SELECT count(*) || ' ' || count(DISTINCT m.client_id) FROM chat_message m JOIN chat_room r ON r.id = m.room_id WHERE r.name = '{literal}' AND m.client_id LIKE '{tag}-%'"  # noqa: E501, S608
+    rows, distinct = stack.psql(sql).split()
+    return int(rows), int(distinct)
+
+
+def assert_sent_exactly_once(stack, room, sender):
+    """The sender's own count and the database agree: every message sent, stored once."""
+    sender.assert_exactly_once()
+    stored = client_ids_stored(stack, room, sender.tag)
+    assert stored == (sender.sent, sender.sent), (
+        f"expected {sender.sent} rows with distinct client_ids in the room, found {stored}; "
+        + sender.summary()
+    )
+
+
 async def run_through(stack, fault, *, clients=20, interval=0.2, settle=2.0, label=""):
     """Clients + sender, `fault()` in a thread, then wait until every client has every id."""
     room = unique_room("fault")
     readers = [ResumingClient(stack.base_url, room).start() for _ in range(clients)]
     await wait_until(lambda: all(r.connected.is_set() for r in readers), 30, "clients to connect")
-    sender = SteadySender(stack.base_url, room, interval=interval).start()
+    sender = ExactlyOnceSender(stack.base_url, room, interval=interval).start()
     try:
         await asyncio.sleep(settle)
         await asyncio.to_thread(fault)
         await asyncio.sleep(settle)
     finally:
-        await sender.stop()
+        await sender.finish()
     newest = await stable_newest(lambda: newest_id(stack, room), settle=1.0)
     assert newest > 0, "expected messages to be stored"
     try:
@@ -56,10 +75,11 @@ async def run_through(stack, fault, *, clients=20, interval=0.2, settle=2.0, lab
     assert_complete(readers, newest)
     reconnects = [s for r in readers for s in r.reconnect_seconds]
     print(
-        f"\n{label}: sent {sender.sent}, stored {newest}, clients {clients}, missing 0, "
+        f"\n{label}: {sender.summary()}; room newest id {newest}, clients {clients}, missing 0, "
         f"reconnects {len(reconnects)} (p50 {percentile(reconnects, 0.5)} s, "
-        f"p99 {percentile(reconnects, 0.99)} s), sender errors {dict(sender.errors)}"
+        f"p99 {percentile(reconnects, 0.99)} s), sender closes {dict(sender.closes)}"
     )
+    assert_sent_exactly_once(stack, room, sender)
     return readers, sender
 
 
