@@ -378,7 +378,28 @@ def start_daphne(env, stack, redis_port, name, extra_env=None):
 WEB_TUNED = {"DATABASE_CONN_MAX_AGE": "60"}
 
 
+def start_web(env, redis_port, kind, processes, threads, extra=None):
+    """Our web role exactly as shipped: services/chat/bin/start-web with HTTP_SERVER=kind."""
+    port, probe_port = free_port(), free_port()
+    e = ours_env(env, redis_port, "pubsub", extra)
+    e.update(
+        HTTP_SERVER=kind,
+        WEB_PORT=str(port),
+        PROBE_PORT=str(probe_port),
+        WEB_PROCESSES=str(processes),
+        WEB_THREADS=str(threads),
+        PROMETHEUS_MULTIPROC_DIR=str(env.rundir / f"prometheus-{port}"),
+        PATH=f"{VENV}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+    )
+    e.update(dict(kv.split("=", 1) for kv in env.args.ours_env or []))
+    proc = env.procs.start(
+        kind, ["bash", str(SERVICE / "bin" / "start-web")], env=e, cwd=SERVICE, port=port
+    )
+    return port, proc.pid
+
+
 def start_uwsgi(env, redis_port, processes, threads, extra=None):
+    """The stand-in uWSGI command line of earlier sessions (http server kind `uwsgi-standin`)."""
     port = free_port()
     e = ours_env(env, redis_port, "pubsub", extra)
     argv = [
@@ -401,23 +422,6 @@ def start_uwsgi(env, redis_port, processes, threads, extra=None):
         str(SERVICE),
     ]
     proc = env.procs.start("uwsgi", argv, env=e, cwd=SERVICE, port=port)
-    return port, proc.pid
-
-
-def start_gunicorn(env, redis_port, workers, threads, extra=None):
-    port = free_port()
-    e = ours_env(env, redis_port, "pubsub", extra)
-    argv = [
-        str(VENV / "gunicorn"),
-        "-b",
-        f"127.0.0.1:{port}",
-        "-w",
-        str(workers),
-        "--threads",
-        str(threads),
-        "chatsite.wsgi:application",
-    ]
-    proc = env.procs.start("gunicorn", argv, env=e, cwd=SERVICE, port=port)
     return port, proc.pid
 
 
@@ -640,6 +644,22 @@ def ws_stack(env, stack, replicas=1, nginx=False, nginx_workers=1, extra_env=Non
             env.procs._stop(*env.procs.started.pop(), 10)
 
 
+def spy_on(tag, pid):
+    """py-spy the process and its children (uWSGI/gunicorn workers) into --profile DIR."""
+    out = Path(PROFILE["dir"]) / f"{tag}.txt"
+    argv = [PYSPY, "record", "--pid", str(pid), "--subprocesses", "--format", "raw"]
+    argv += ["--rate", "250", "--gil", "--nonblocking", "--output", str(out)]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_spy(spy):
+    spy.send_signal(signal.SIGINT)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        spy.wait(20)
+    if spy.poll() is None:
+        spy.kill()
+
+
 def profiled(tag, pids):
     PROFILE["tag"] = tag
     return pids
@@ -834,15 +854,30 @@ def scenario_idlecost(env, args):
         env.procs.stop_all()
 
 
+def tree_cpu(pid):
+    """CPU seconds of a process, its children now alive, and the children it has reaped.
+
+    uWSGI and gunicorn replace workers (max-requests): counting the tree at both ends, with what
+    the master collected from the workers that exited, keeps a recycled worker's time.
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    reaped = (int(fields[13]) + int(fields[14])) / CLK_TCK
+    return proc_cpu(pid) + reaped + sum(proc_cpu(c) for c in children(pid))
+
+
 def wrk(url, seconds, connections, threads, pids):
-    cpu0 = {k: sum(proc_cpu(p) for p in v) for k, v in pids.items()}
+    """wrk against url; pids maps a name to the root PIDs whose process trees are timed."""
+    cpu0 = {k: sum(tree_cpu(p) for p in v) for k, v in pids.items()}
     r = subprocess.run(
         ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency", url],
         capture_output=True,
         text=True,
         timeout=seconds + 30,
     )
-    cpu1 = {k: sum(proc_cpu(p) for p in v) for k, v in pids.items()}
+    cpu1 = {k: sum(tree_cpu(p) for p in v) for k, v in pids.items()}
     out = r.stdout
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     rps = float(m.group(1)) if m else None
@@ -879,7 +914,19 @@ def scenario_http(env, args):
             die(f"expected 200 from {url}, found {status}")
         # A second of warm-up, then the measured run.
         subprocess.run(["wrk", "-t1", "-c4", "-d1s", url], capture_output=True, timeout=30)
+        spies = (
+            [
+                spy_on(f"http-{label}-{name}", pid)
+                for name, plist in pids.items()
+                if name in ("web", "daphne")
+                for pid in plist[:1]
+            ]
+            if args.profile
+            else []
+        )
         res = wrk(url, args.seconds, args.wrk_connections, args.wrk_threads, pids)
+        for spy in spies:
+            stop_spy(spy)
         row = record("http", {"stack": label, "page_bytes": size, **res})
         log(
             f"http {label}: {row['requests_per_s']} req/s, p99 {row['latency'].get('99')}, "
@@ -895,7 +942,7 @@ def scenario_http(env, args):
         measure(
             "baseline-nginx-daphne",
             f"http://127.0.0.1:{ngx_port}{path}",
-            {"daphne": [pid], "nginx": [ngx.pid, *children(ngx.pid)]},
+            {"daphne": [pid], "nginx": [ngx.pid]},
         )
         env.procs.stop_all()
     for server in args.http_servers:
@@ -904,11 +951,14 @@ def scenario_http(env, args):
         seed_history(env, redis_port)
         kind, procs_, threads, variant = [*server.split(":"), "", "", ""][:4]
         extra = WEB_TUNED if variant == "tuned" else {}
-        start = start_uwsgi if kind == "uwsgi" else start_gunicorn
-        web_port, web_pid = start(env, redis_port, int(procs_), int(threads), extra)
+        if kind == "uwsgi-standin":
+            web_port, web_pid = start_uwsgi(env, redis_port, int(procs_), int(threads), extra)
+        else:
+            web_port, web_pid = start_web(env, redis_port, kind, int(procs_), int(threads), extra)
         time.sleep(1)
-        ngx_port, ngx = start_nginx(env, [web_port], web_port, kind if kind == "uwsgi" else "http")
-        pids = {"web": [web_pid, *children(web_pid)], "nginx": [ngx.pid, *children(ngx.pid)]}
+        proto = "http" if kind == "gunicorn" else "uwsgi"
+        ngx_port, ngx = start_nginx(env, [web_port], web_port, proto)
+        pids = {"web": [web_pid], "nginx": [ngx.pid]}
         label = f"ours-nginx-{kind}-{procs_}x{threads}" + (f"-{variant}" if variant else "")
         measure(label, f"http://127.0.0.1:{ngx_port}{path}", pids)
         env.procs.stop_all()  # Postgres is not among them: it stays up for the next server
@@ -1010,7 +1060,8 @@ def main():
         "--http-servers",
         default="uwsgi:2:4",
         type=lambda s: s.split(","),
-        help="http: comma list of uwsgi:P:T or gunicorn:W:T",
+        help="http: comma list of uwsgi:P:T or gunicorn:W:T (services/chat/bin/start-web with "
+        "HTTP_SERVER, WEB_PROCESSES, WEB_THREADS; --ours-env adds settings) or uwsgi-standin:P:T",
     )
     p.add_argument("--baseline-budget", type=int, default=40000, help="deliveries per run")
     p.add_argument("--ours-budget", type=int, default=200000, help="deliveries per run")

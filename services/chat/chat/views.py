@@ -16,14 +16,16 @@ def room(request, room_name):
         return render(
             request, "chat/invalid_room.html", {"reason": str(exc), "name": room_name}, status=400
         )
-    history = store.latest(room_name, settings.CHAT["HISTORY_ON_JOIN"])
+    texts, last_id = store.page_history(room_name, settings.CHAT["HISTORY_ON_JOIN"])
     return render(
         request,
         "chat/room.html",
         {
             "room_name": room_name,
-            "history": [text for _, text, _ in history],
-            "last_id": history[-1][0] if history else store.room_last_id(room_name),
+            # One string, escaped once by the template: the same text as a {% for %} over the
+            # messages, for a fraction of the rendering time.
+            "history": "".join(f"{text}\n" for text in texts),
+            "last_id": last_id,
             "max_chars": settings.CHAT["MAX_MESSAGE_CHARS"],
         },
     )

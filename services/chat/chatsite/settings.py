@@ -71,7 +71,9 @@ DATABASES = {
         # Production keeps connections for a minute: a new one per request or handshake cost 5x
         # the room page's throughput (docs/PERFORMANCE.md); health checks drop dead ones.
         conn_max_age=env.int("DATABASE_CONN_MAX_AGE", 60 if PRODUCTION else 0, minimum=0),
-        conn_health_checks=True,
+        # A SELECT 1 round trip before each request's first query; off, a connection broken by a
+        # Postgres restart fails one request per worker thread (503) and is then replaced.
+        conn_health_checks=env.bool("DATABASE_CONN_HEALTH_CHECKS", True),
     )
 }
 if DATABASES["default"]["ENGINE"].endswith("postgresql"):
@@ -183,7 +185,7 @@ STATIC_ROOT = env.str("DJANGO_STATIC_ROOT", str(BASE_DIR / "static"))
 STORAGES = {
     "staticfiles": {
         # Hashed names: nginx can cache /static/ for a year and a deploy still busts the cache.
-        "BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"
+        "BACKEND": "chat.storage.ManifestStaticFilesStorage"  # Django's, url() remembered
         if PRODUCTION
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
