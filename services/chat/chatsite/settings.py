@@ -168,6 +168,9 @@ WS_SERVER = {
     # Output buffered for a client that does not read; beyond it the client is dropped and
     # resumes later from the database. Bounds a worker's memory per socket.
     "MAX_PENDING_BYTES": env.int("WS_MAX_PENDING_BYTES", 1048576, minimum=65536),
+    # Seconds a client may keep more than half of that unsent (a catch-up waits for it there)
+    # before it is dropped too: a reader slower than ~50 KB/s resumes later instead.
+    "SLOW_READER_SECONDS": env.float("WS_SLOW_READER_SECONDS", 10.0, minimum=1),
 }
 if WS_SERVER["WEBSOCKET_TIMEOUT"] > CHANNEL_GROUP_EXPIRY:
     raise SettingError(

@@ -3,8 +3,10 @@
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -189,3 +191,45 @@ def test_frames_are_stamped_on_arrival():
     before, frame, disconnect = asyncio.run(scenario())
     assert before <= frame["received_at"] <= time.monotonic()
     assert "received_at" not in disconnect
+
+
+def test_a_reader_stuck_on_a_catch_up_is_dropped_after_patience(start_runws, tmp_path):
+    """A client resuming over a long backlog that stops reading: the catch-up waits while half
+    of WS_MAX_PENDING_BYTES is unsent (the worker does not buffer the backlog), and after
+    WS_SLOW_READER_SECONDS with that much unsent the client is dropped (RELIABILITY F10)."""
+    port, proc, log = start_runws(
+        WS_MAX_PENDING_BYTES="65536", WS_SLOW_READER_SECONDS="2", CHAT_RESUME_BATCH="5"
+    )
+
+    # ~15 MB owed to a client resuming from 0: more than the kernel's socket buffers take.
+    backlog = 8000
+    with sqlite3.connect(tmp_path / "db.sqlite3") as db:
+        room = db.execute(
+            "INSERT INTO chat_room (name, last_id, created_at) VALUES ('stuck', ?, ?)",
+            (backlog, "2026-01-01 00:00:00"),
+        ).lastrowid
+        db.executemany(
+            "INSERT INTO chat_message (room_id, seq, text, sent_at) VALUES (?, ?, ?, ?)",
+            (
+                (room, i, f"{i:05d}" + "x" * 1900, "2026-01-01 00:00:00")
+                for i in range(1, backlog + 1)
+            ),
+        )
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.connect(("127.0.0.1", port))
+    slow.sendall(
+        b"GET /ws/chat/stuck/?after=0 HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\nOrigin: http://127.0.0.1\r\n\r\n"
+    )
+    assert b" 101 " in slow.recv(1024)  # from now on it never reads
+    started = time.monotonic()
+    wait_for(lambda: "slow reader dropped" in log.read_text(), 15, "the stuck reader dropped")
+    waited = time.monotonic() - started
+    line = next(x for x in log.read_text().splitlines() if "slow reader dropped" in x)
+    pending = int(re.search(r"pending_bytes=(\d+)", line).group(1))
+    assert 2 <= waited < 10, waited
+    assert 32768 < pending <= 65536, f"expected a drop by patience, not by the limit: {line}"
+    assert socket_ended(slow, timeout=5) in ("reset", "eof")
+    assert proc.poll() is None and "Traceback" not in log.read_text()

@@ -81,12 +81,15 @@ def protocol_pending_bytes(protocol):
     return pending_bytes(transport)
 
 
-def shed_slow_readers(server, limit):
-    """Drop connections whose unsent output exceeds `limit` bytes.
+def shed_slow_readers(server, limit, patience, now=time.monotonic):
+    """Drop connections that hold more than `limit` unsent bytes, or over half of it for
+    `patience` seconds.
 
     Daphne buffers without bound for a client that stops reading, so one slow reader could grow
-    the worker's memory until it is killed with everyone else's sockets. The dropped client
-    reconnects and resumes from its last id: the database has everything it missed.
+    the worker's memory until it is killed with everyone else's sockets. A catch-up waits while
+    half the limit is unsent (consumers.ChatConsumer._wait_for_reader), so a client that has
+    stopped reading sits just above half: `patience` ends that. The dropped client reconnects and
+    resumes from its last id: the database has everything it missed.
     """
     for protocol in list(server.connections):
         transport = getattr(protocol, "transport", None)
@@ -96,10 +99,20 @@ def shed_slow_readers(server, limit):
             or getattr(transport, "_aborting", False)
         ):
             continue  # already dropped: counted once
-        if pending_bytes(transport) > limit:
+        pending = pending_bytes(transport)
+        if pending <= limit // 2:
+            protocol.chat_backlogged_since = None
+            continue
+        since = getattr(protocol, "chat_backlogged_since", None) or now()
+        protocol.chat_backlogged_since = since
+        if pending > limit or now() - since >= patience:
             logger.warning(
                 "slow reader dropped",
-                extra={"event": "slow_reader", "pending_bytes": pending_bytes(transport)},
+                extra={
+                    "event": "slow_reader",
+                    "pending_bytes": pending,
+                    "seconds": round(now() - since, 1),
+                },
             )
             metrics.CLOSES.labels(code="slow_reader").inc()
             transport.abortConnection()
@@ -165,7 +178,9 @@ class Command(BaseCommand):
             # Runs between bytecodes of the reactor's thread; hand the work to the event loop.
             reactor.callFromThread(lambda: asyncio.ensure_future(drain_then_stop()))
 
-        task.LoopingCall(shed_slow_readers, server, ws["MAX_PENDING_BYTES"]).start(1.0, now=False)
+        task.LoopingCall(
+            shed_slow_readers, server, ws["MAX_PENDING_BYTES"], ws["SLOW_READER_SECONDS"]
+        ).start(1.0, now=False)
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         files = raise_open_files_limit()
