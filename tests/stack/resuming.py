@@ -119,7 +119,8 @@ class SteadySender(Background):
 class ExactlyOnceSender(Background):
     """Sends every `interval` s as room.js does: each message with its own client_id, kept until
     the room echoes it (a message or an ack with that client_id), and sent again after every
-    reconnect or a `rate_limited`/`unavailable` refusal (docs/protocol.md, "Sending exactly once").
+    reconnect, or after a `rate_limited`/`unavailable` refusal of that message (docs/protocol.md,
+    "Sending exactly once").
 
     `finish()` stops new messages and waits until every one sent is in the room. `stored` maps
     each client_id to the room's id for it; `twice` lists client_ids the room showed under two ids.
@@ -143,7 +144,7 @@ class ExactlyOnceSender(Background):
         self.acks = 0
         self.last_id = 0
         self.producing = True
-        self._retry = False
+        self._retry = {}  # client_id -> monotonic time to send it again
 
     def _frame(self, client_id):
         return json.dumps({"message": self.pending[client_id], "client_id": client_id})
@@ -157,8 +158,12 @@ class ExactlyOnceSender(Background):
                     try:
                         await self._resend(ws)
                         while not reader.done():
-                            if self._retry:
-                                await self._resend(ws)
+                            now = time.monotonic()
+                            for client_id, due in list(self._retry.items()):
+                                if due <= now and client_id in self.pending:
+                                    del self._retry[client_id]
+                                    await ws.send(self._frame(client_id))
+                                    self.resent += 1
                             if self.producing:
                                 client_id = f"{self.tag}-{self.sent}"
                                 self.pending[client_id] = f"steady {self.sent}"
@@ -172,7 +177,7 @@ class ExactlyOnceSender(Background):
             await asyncio.sleep(random.uniform(0.1, 0.5))
 
     async def _resend(self, ws):
-        self._retry = False
+        self._retry.clear()
         for client_id in list(self.pending):
             await ws.send(self._frame(client_id))
             self.resent += 1
@@ -189,9 +194,11 @@ class ExactlyOnceSender(Background):
             self.last_id = max(self.last_id, frame["id"])
         if kind == "error":
             self.errors[frame["code"]] += 1
+            if client_id not in self.pending:
+                return
             if frame["code"] in self.RETRY:
-                self._retry = True
-            elif client_id in self.pending:
+                self._retry[client_id] = time.monotonic() + (frame.get("retry_after") or 1.0)
+            else:
                 self.refused[frame["code"]] += 1
                 del self.pending[client_id]
             return

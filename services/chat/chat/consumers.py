@@ -245,7 +245,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                     protocol.CLOSE_RATE_LIMIT, "rate limit exceeded", room=self.room
                 )
             # Rounded up: a client that waits `retry_after` is never still limited.
-            return await self.reject("rate_limited", retry_after=math.ceil(wait * 100) / 100)
+            return await self.reject(
+                "rate_limited", retry_after=math.ceil(wait * 100) / 100, **_echo_of(text)
+            )
         self.rate_strikes = 0
 
         if text is None:
@@ -382,6 +384,17 @@ def _resume_query(scope):
         values[key] = int(raw)
     history = min(values["history"], settings.CHAT["HISTORY_ON_JOIN"])
     return values["after"], history
+
+
+def _echo_of(text):
+    """{"client_id": ...} of a refused frame that carries a valid one, else {} (best effort)."""
+    if not text or len(text) > settings.CHAT["MAX_FRAME_BYTES"]:
+        return {}
+    try:
+        client_id = protocol.loads(text).get("client_id")
+    except (orjson.JSONDecodeError, AttributeError):
+        return {}
+    return {"client_id": client_id} if protocol.valid_client_id(client_id) else {}
 
 
 def _client(scope):

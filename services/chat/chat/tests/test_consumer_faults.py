@@ -124,3 +124,21 @@ async def test_an_invalid_client_id_is_refused(client_id):
         else:
             assert (got["type"], got["code"]) == ("error", "invalid_client_id")
             assert await asyncio.to_thread(store.room_last_id, "badid") == 0
+
+
+async def test_a_rate_limited_message_is_named(chat_limits):
+    """A refusal says which message it refuses, rate_limited included, so a client sends that
+    one again after `retry_after` and nothing else (room.js does)."""
+    chat_limits(RATE_PER_SECOND=0.01, RATE_BURST=2)
+    async with Client("named") as c:
+        for i, text in enumerate(["first", "second", "third", "x" * 5000]):
+            await c.comm.send_input(with_id(text, {"client_id": f"c-{i}"}))
+        got = await c.recv_many(4)
+        assert [(g["type"], g["client_id"]) for g in got[:2]] == [("message", "c-0")] + [
+            ("message", "c-1")
+        ]
+        assert [(g.get("code"), g["client_id"]) for g in got[2:]] == [
+            ("rate_limited", "c-2"),
+            ("rate_limited", "c-3"),
+        ]
+        assert got[2]["retry_after"] > 0

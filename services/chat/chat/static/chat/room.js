@@ -14,7 +14,7 @@ const RETRY = new Set(["rate_limited", "unavailable"]); // refused for now: send
 const pending = new Map(); // client_id -> text: sent, not yet seen in the room
 let socket = null;
 let attempt = 0;
-let resendTimer = null;
+let closeDetail = null;
 
 function setStatus(text, isError) {
   status.textContent = text;
@@ -39,15 +39,18 @@ function newClientId() {
 }
 
 function sendPending() {
-  resendTimer = null;
   if (!socket || socket.readyState !== WebSocket.OPEN) return; // onopen sends them
   for (const [clientId, text] of pending) {
     socket.send(JSON.stringify({ message: text, client_id: clientId }));
   }
 }
 
-function resendLater(seconds) {
-  if (resendTimer === null) resendTimer = window.setTimeout(sendPending, seconds * 1000);
+function resendLater(clientId, seconds) {
+  window.setTimeout(() => {
+    if (pending.has(clientId) && socket && socket.readyState === WebSocket.OPEN) {
+      socket.send(JSON.stringify({ message: pending.get(clientId), client_id: clientId }));
+    }
+  }, seconds * 1000);
 }
 
 function connect() {
@@ -61,17 +64,22 @@ function connect() {
     const data = JSON.parse(e.data);
     if (data.type === "error") {
       setStatus(data.detail, true);
+      if (!pending.has(data.client_id)) return;
       if (RETRY.has(data.code)) {
-        resendLater(data.retry_after || 3);
-      } else if (pending.has(data.client_id)) {
+        resendLater(data.client_id, data.retry_after || 3);
+      } else {
         // Refused for good (too long, ...): give the text back to the user to edit.
         if (!input.value) input.value = pending.get(data.client_id);
         pending.delete(data.client_id);
       }
       return;
     }
+    if (data.type === "close") {
+      closeDetail = data.detail; // why the close that follows (Daphne drops close reasons)
+      return;
+    }
     if (data.client_id) pending.delete(data.client_id); // our message is in the room
-    if (data.type === "ack") return;
+    if (data.type !== "message") return; // an ack, or a frame this page does not know
     if (typeof data.id === "number") {
       if (data.id <= lastId) return; // already shown (a resume can overlap what we had)
       lastId = data.id;
@@ -79,8 +87,10 @@ function connect() {
     append(data.message);
   };
   socket.onclose = (e) => {
+    const why = e.reason || closeDetail || e.code;
+    closeDetail = null;
     if (FATAL.has(e.code)) {
-      setStatus("closed: " + (e.reason || e.code), true);
+      setStatus("closed: " + why, true);
       return;
     }
     // Full jitter: a restarted server is not hit by every client at the same instant.
