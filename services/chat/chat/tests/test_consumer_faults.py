@@ -134,9 +134,8 @@ async def test_a_rate_limited_message_is_named(chat_limits):
         for i, text in enumerate(["first", "second", "third", "x" * 5000]):
             await c.comm.send_input(with_id(text, {"client_id": f"c-{i}"}))
         got = await c.recv_many(4)
-        assert [(g["type"], g["client_id"]) for g in got[:2]] == [("message", "c-0")] + [
-            ("message", "c-1")
-        ]
+        accepted = [(g["type"], g["client_id"]) for g in got[:2]]
+        assert accepted == [("message", "c-0"), ("message", "c-1")]
         assert [(g.get("code"), g["client_id"]) for g in got[2:]] == [
             ("rate_limited", "c-2"),
             ("rate_limited", "c-3"),
