@@ -472,7 +472,7 @@ async def test_slow_reader_is_dropped_memory_stays_bounded_resume_gets_all(stack
     replicas = stack.containers("ws")
     drops_before = {c: closes_counter(stack, c, "slow_reader") for c in replicas}
     sender = SteadySender(stack.base_url, room, interval=1 / RATE_PER_SECOND).start()
-    sampling = asyncio.gather(*(asyncio.to_thread(sample_memory, stack, c, 12) for c in replicas))
+    sampling = asyncio.gather(*(asyncio.to_thread(sample_memory, stack, c, 25) for c in replicas))
     resumer = None
     slow = None
     try:
@@ -512,11 +512,12 @@ async def test_slow_reader_is_dropped_memory_stays_bounded_resume_gets_all(stack
         f"resume from 0: {len(resumer.ids)} ids in {resume_seconds:.1f} s, missing 0, "
         f"duplicates 0, its own drops {dict(resumer.closes)}"
     )
-    # Without the drop the worker would end up holding nearly all it owes (the kernel and the
-    # proxies between it and the client take ~8 MB). With it, the growth is what the catch-up
-    # writes before the once-a-second check: 19-50 MiB on the 2-core test machine.
-    assert rss_peak - rss_before < 0.7 * owed, (
-        f"expected the worker's memory to stay bounded (growth under 70 % of the {owed:.0f} MiB "
+    # Without the bound the worker would end up holding nearly all it owes (the kernel and the
+    # proxies between it and the client take ~8 MB). A catch-up waits while half of
+    # WS_MAX_PENDING_BYTES is unsent, so the growth is that plus one batch and the live messages
+    # queued meanwhile: +6 MiB measured; before the wait it was +19 to +51 MiB (F10).
+    assert rss_peak - rss_before < 0.25 * owed, (
+        f"expected the worker's memory to stay bounded (growth under 25 % of the {owed:.0f} MiB "
         f"owed), found RSS {rss_before:.0f} -> {rss_peak:.0f} MiB"
     )
     assert newest >= BACKLOG
