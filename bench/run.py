@@ -43,7 +43,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
-SERVICE = ROOT / "services" / "chat"
+# BENCH_SERVICE: a copy of services/chat to measure instead (e.g. `git archive` of a commit while
+# the tree is being edited); recorded in each idle line as "service".
+SERVICE = Path(os.environ.get("BENCH_SERVICE") or ROOT / "services" / "chat")
 BASELINE = BENCH / "baseline"
 RESULTS = BENCH / "results"
 VENV = ROOT / ".venv" / "bin"
@@ -791,10 +793,16 @@ def scenario_idle(env, args):
                     str(args.timeout - args.hold - 5),
                     "--room",
                     "idle",
+                    "--connect-concurrency",
+                    str(args.connect_concurrency),
                     *pid_args({"daphne": pids["daphne"]}),
                 ],
                 args.timeout,
             )
+        if os.environ.get("BENCH_SERVICE"):
+            res["service"] = os.environ["BENCH_SERVICE"]
+        if os.environ.get("BENCH_SERVICE_REV"):
+            res["service_rev"] = os.environ["BENCH_SERVICE_REV"]
         row = record("idle", {"stack": stack, **res})
         log(f"idle {stack}: {summary(row)} connect/s={row['connect_per_s']}")
 
@@ -1047,6 +1055,9 @@ def main():
     p.add_argument("--connections", type=int, default=15000)
     p.add_argument("--rooms", type=int, default=150)
     p.add_argument("--hold", type=float, default=10)
+    p.add_argument(
+        "--connect-concurrency", type=int, default=64, help="idle: handshakes in flight per process"
+    )
     p.add_argument(
         "--apps",
         default="bare,consumer,layer,auth,baseline,ours-pubsub,ours-pubsub-tuned",

@@ -8,11 +8,15 @@ Run by Daphne with the baseline's settings (cwd bench/baseline, this folder on P
 """
 
 import os
+import sys
 
+import idle_patches
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
 django_asgi_app = get_asgi_application()
+if unknown := idle_patches.install() - {"none"}:
+    sys.exit(f"unknown BENCH_PATCHES for idle_apps: {sorted(unknown)}")
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.generic.websocket import AsyncWebsocketConsumer  # noqa: E402

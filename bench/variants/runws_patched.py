@@ -16,6 +16,9 @@ patches:
   loop      ChatConsumer.__call__ with one long-lived receive loop per source (client, channel
             layer) under a lock, instead of Channels' await_many_dispatch, which builds a new Task
             and an asyncio.wait() for every message; handlers still run one at a time.
+  none      no patch (our runws through this script, e.g. for BENCH_TRACEMALLOC)
+  config, norequest, slots, nochannel
+            idle-memory patches, in idle_patches.py (applied to bare Daphne apps too).
 """
 
 import daphne.server  # noqa: F401, I001 - installs Twisted's asyncio reactor first, as runws does
@@ -24,12 +27,14 @@ import os
 import sys
 
 sys.path.insert(0, os.getcwd())
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
 
 import django
 
 django.setup()
 
+import idle_patches  # noqa: E402
 from channels.consumer import get_handler_name  # noqa: E402
 
 from chat import consumers  # noqa: E402
@@ -99,7 +104,7 @@ if "loop" in PATCHES:
 
     consumers.ChatConsumer.__call__ = call_with_loops
 
-unknown = PATCHES - {"dispatch", "nosession", "loop"}
+unknown = idle_patches.install() - {"dispatch", "nosession", "loop", "none"}
 if unknown:
     sys.exit(f"unknown BENCH_PATCHES: {sorted(unknown)}")
 
