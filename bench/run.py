@@ -857,6 +857,8 @@ def scenario_idlecost(env, args):
             ],
             args.timeout,
         )
+        if os.environ.get("BENCH_PATCHES") and not app.startswith("ours"):
+            res["patches"] = os.environ["BENCH_PATCHES"]  # bench/variants/idle_patches.py
         row = record("idlecost", {"stack": app, **res})
         log(f"idlecost {app}: {summary(row)}")
         env.procs.stop_all()

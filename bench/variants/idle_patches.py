@@ -2,7 +2,7 @@
 
 Imported by runws_patched.py (our service) and idle_apps.py (bare Daphne apps); each patch is
 named in BENCH_PATCHES and changes no behaviour a client can see. Measured with
-`bench/run.py idle` / `idlecost` (docs/PERFORMANCE.md, "Idle memory").
+`bench/run.py idle` / `idlecost` (bench/results/idle.jsonl, sessions tune-idle-*).
 
   config   autobahn copies ~45 factory settings onto every protocol instance at connect
            (WebSocketProtocol._connectionMade: `if not hasattr(self, a): setattr(...)`); with the
