@@ -117,16 +117,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
         Channels' await_many_dispatch builds a Task and an asyncio.wait() for every message, which
         was a large share of a fan-out's CPU (docs/PERFORMANCE.md, "loop"). Handlers still run
-        one at a time (the lock), each source in its own order, as Channels runs them.
+        one at a time (the lock), each source in its own order, as Channels runs them. The client
+        is read in the task Daphne runs us in; only the channel layer gets a task of its own
+        (a task, its coroutine and an asyncio.wait() are ~2 KB of every idle socket).
         """
         self.scope = scope
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         self.base_send = send
-        sources = [receive]
-        if self.channel_layer is not None:
-            self.channel_name = await self.channel_layer.new_channel()
-            self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
-            sources.append(self.channel_receive)
         lock = asyncio.Lock()
 
         async def pump(source):
@@ -135,17 +132,28 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 async with lock:
                     await self.dispatch(message)
 
-        tasks = [asyncio.ensure_future(pump(source)) for source in sources]
+        layer_task = None
+        if self.channel_layer is not None:
+            self.channel_name = await self.channel_layer.new_channel()
+            self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
+            layer_task = asyncio.ensure_future(pump(self.channel_receive))
+            this = asyncio.current_task()
+            # An error in a layer handler ends the consumer, as in Channels.
+            layer_task.add_done_callback(
+                lambda done: done.cancelled() or done.exception() is None or this.cancel()
+            )
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for finished in done:
-                finished.result()
+            await pump(receive)
         except StopConsumer:
             pass
+        except asyncio.CancelledError:
+            if layer_task is not None and layer_task.done() and not layer_task.cancelled():
+                layer_task.result()  # raise the layer handler's error, not the cancel it caused
+            raise
         finally:
-            for pending in tasks:
-                pending.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            if layer_task is not None:
+                layer_task.cancel()
+                await asyncio.gather(layer_task, return_exceptions=True)
             # Daphne cancels an instance whose client left while it was busy (after
             # application_close_timeout); disconnect() never runs then, and the gauge and OPEN
             # (which a drain waits on) would keep a ghost for good.

@@ -105,7 +105,7 @@ if REDIS_URL is None:
 elif CHANNEL_LAYER == "pubsub":
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "BACKEND": "chat.layers.ChatPubSubChannelLayer",  # pub/sub, lean per consumer
             "CONFIG": {
                 # Without a timeout a paused Redis holds each publish for redis-py's default
                 # (none on reads, 5 s seen): one error per 5 s instead of one per frame (F5).

@@ -11,22 +11,26 @@ import time
 
 from daphne.endpoints import build_endpoint_description_strings
 from daphne.server import Server
+from daphne.ws_protocol import WebSocketProtocol
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from twisted.internet import reactor, task
 
 from chat import metrics
 from chat.drain import drain
+from chat.queues import LeanQueue
 
 logger = logging.getLogger("chat.ws")
 
 
-class ArrivalStampedQueue(asyncio.Queue):
+class ArrivalStampedQueue(LeanQueue):
     """An application's input queue that stamps each client frame with its arrival time.
 
     The consumer charges its rate limit at arrival, not when it gets to the frame: frames that
     waited behind a blocked consumer (Redis paused) are not refused afterwards as a burst.
     """
+
+    __slots__ = ()
 
     def put_nowait(self, item):
         if item.get("type") == "websocket.receive":
@@ -34,8 +38,72 @@ class ArrivalStampedQueue(asyncio.Queue):
         super().put_nowait(item)
 
 
+class _SendQueue(list):
+    """autobahn's send_queue, which holds frames only during a chopped or synced send."""
+
+    __slots__ = ()
+
+    def popleft(self):
+        return self.pop(0)
+
+
+class LeanWebSocketProtocol(WebSocketProtocol):
+    """Daphne's WebSocket protocol without what an open socket never reads again.
+
+    An idle socket cost 37 KB; most of it is state kept for the socket's life
+    (bench/variants/idle_patches.py):
+    - autobahn copies ~45 factory settings onto every instance at connect unless the class has
+      them: they are class attributes here (the same values, taken from the one factory);
+    - the opening handshake (autobahn's raw request and parsed headers, Daphne's
+      ConnectionRequest and Deferreds, Twisted's HTTP request kept by the HTTP channel, which stays
+      the transport's producer) is dropped once the socket is open; Daphne's access log reads only
+      request.path, which is kept;
+    - autobahn's send_queue is a list instead of an (empty, 760-byte) deque.
+    """
+
+    _config_from = None
+
+    def _connectionMade(self):
+        cls = type(self)
+        if cls._config_from is not self.factory:
+            for name in self.CONFIG_ATTRS:
+                value = getattr(self.factory, name)
+                # a function setting (perMessageCompressionAccept) must not become a method
+                setattr(cls, name, staticmethod(value) if callable(value) else value)
+            cls._config_from = self.factory
+        super()._connectionMade()
+        self.send_queue = _SendQueue(self.send_queue)
+
+    def onOpen(self):
+        super().onOpen()
+        self.request = _RequestPath(self.request.path)
+        self.application_deferred = None
+        for name in ("http_request_data", "http_headers", "http_status_line"):
+            self.__dict__.pop(name, None)
+        http_channel = getattr(self.transport, "producer", None)
+        if http_channel is not None and hasattr(http_channel, "requests"):
+            http_channel.requests.clear()
+
+
+class _RequestPath:
+    __slots__ = ("path",)
+
+    def __init__(self, path):
+        self.path = path
+
+
 class DrainableServer(Server):
     """Daphne's server, keeping its listening ports so a drain can close them."""
+
+    @property
+    def ws_factory(self):
+        return self._ws_factory
+
+    @ws_factory.setter
+    def ws_factory(self, factory):
+        # Daphne.run() builds the factory; every socket's protocol comes from it.
+        factory.protocol = LeanWebSocketProtocol
+        self._ws_factory = factory
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
