@@ -112,6 +112,20 @@ def test_frames_over_the_hard_cap_are_refused_by_daphne(runws):
     assert "Traceback" not in text
 
 
+def silent_socket(port, path):
+    """A WebSocket opened by hand with a 4 KiB receive buffer, which never reads after the 101."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\nOrigin: http://127.0.0.1\r\n\r\n".encode()
+    )
+    assert b" 101 " in sock.recv(1024), "expected the handshake to switch protocols"
+    return sock
+
+
 def socket_ended(sock, timeout):
     """Read until the peer ends the connection: "eof", "reset", or "open" after `timeout`."""
     sock.settimeout(timeout)
@@ -132,15 +146,7 @@ def test_a_slow_reader_is_dropped_not_buffered_forever(start_runws):
     port, proc, log = start_runws(
         WS_MAX_PENDING_BYTES="65536", CHAT_RATE_PER_SECOND="100000", CHAT_RATE_BURST="100000"
     )
-    slow = socket.socket()
-    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    slow.connect(("127.0.0.1", port))
-    slow.sendall(
-        b"GET /ws/chat/slow/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-        b"Sec-WebSocket-Version: 13\r\nOrigin: http://127.0.0.1\r\n\r\n"
-    )
-    assert b" 101 " in slow.recv(1024)  # switched protocols; from now on it never reads
+    slow = silent_socket(port, "/ws/chat/slow/")
 
     async def flood():
         origin = f"http://127.0.0.1:{port}"
@@ -215,15 +221,7 @@ def test_a_reader_stuck_on_a_catch_up_is_dropped_after_patience(start_runws, tmp
                 for i in range(1, backlog + 1)
             ),
         )
-    slow = socket.socket()
-    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    slow.connect(("127.0.0.1", port))
-    slow.sendall(
-        b"GET /ws/chat/stuck/?after=0 HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-        b"Sec-WebSocket-Version: 13\r\nOrigin: http://127.0.0.1\r\n\r\n"
-    )
-    assert b" 101 " in slow.recv(1024)  # from now on it never reads
+    slow = silent_socket(port, "/ws/chat/stuck/?after=0")
     started = time.monotonic()
     wait_for(lambda: "slow reader dropped" in log.read_text(), 15, "the stuck reader dropped")
     waited = time.monotonic() - started
