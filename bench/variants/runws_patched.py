@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
 """Run our ws role (manage.py runws) with experimental patches, to measure a change before
-proposing it for services/chat (owned by others; bench/ never edits it).
+proposing it for services/chat (bench/ never edits it).
+
+Every patch below has since been adopted by services/chat (84ea039, c5197e9): on today's service
+they change nothing or undo part of it. They stay to reproduce the tuning figures on a copy of an
+older services/chat (BENCH_SERVICE=<copy>, docs/PERFORMANCE.md "How to rerun").
 
 usage (cwd services/chat, with the service's usual environment):
   BENCH_PATCHES=dispatch[,...] python ../../bench/variants/runws_patched.py runws --port ...
