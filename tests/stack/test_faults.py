@@ -61,9 +61,18 @@ async def run_through(stack, fault, *, clients=20, interval=0.2, settle=2.0, lab
         # Frames the sender sent before it stopped may still be stored seconds later on a loaded
         # machine: the reference is the newest id once the clients have it and it stays so.
         for _ in range(10):
-            await wait_until(
-                lambda n=newest: all(r.last_id >= n for r in readers), 60, f"id {newest} everywhere"
-            )
+            try:
+                await wait_until(
+                    lambda n=newest: all(r.last_id >= n for r in readers),
+                    60,
+                    f"id {newest} everywhere",
+                )
+            except AssertionError as exc:
+                behind = [(r.last_id, dict(r.closes)) for r in readers if r.last_id < newest]
+                raise AssertionError(
+                    f"{exc}: {len(behind)} of {clients} readers behind (last id, closes): "
+                    f"{behind}; sender: {sender.summary()}"
+                ) from None
             await asyncio.sleep(1.0)
             again = await asyncio.to_thread(newest_id, stack, room)
             if again == newest:
