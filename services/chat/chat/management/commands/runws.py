@@ -29,8 +29,8 @@ _buffered_write = tcp.Connection.write
 def write_now(self, data):
     """Twisted's TCP write, but sent at once when nothing is queued, as asyncio's own transports
     do. Twisted queues every write and registers the socket for writing, then unregisters it
-    once sent: two epoll_ctl calls and a loop callback per frame, a fifth of a fan-out's CPU
-    (docs/PERFORMANCE.md, "write at once"). What the kernel does not take is queued as before.
+    once sent: two epoll_ctl calls and a loop callback per frame, about a quarter of a fan-out's
+    CPU (docs/PERFORMANCE.md, "What was tuned"). What the kernel does not take is queued as before.
     """
     if data and self.connected and not self._writeDisconnected and not self._tempDataLen:
         if self.offset == len(self.dataBuffer):
