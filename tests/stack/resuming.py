@@ -156,14 +156,15 @@ class ExactlyOnceSender(Background):
                 async with connect(url, origin=origin_of(self.base_url), open_timeout=10) as ws:
                     reader = asyncio.create_task(self._read(ws))
                     try:
-                        await self._resend(ws)
+                        self._retry.clear()
+                        for client_id in list(self.pending):  # after every (re)connect
+                            await self._send_again(ws, client_id)
                         while not reader.done():
                             now = time.monotonic()
                             for client_id, due in list(self._retry.items()):
-                                if due <= now and client_id in self.pending:
+                                if due <= now:
                                     del self._retry[client_id]
-                                    await ws.send(self._frame(client_id))
-                                    self.resent += 1
+                                    await self._send_again(ws, client_id)
                             if self.producing:
                                 client_id = f"{self.tag}-{self.sent}"
                                 self.pending[client_id] = f"steady {self.sent}"
@@ -176,9 +177,8 @@ class ExactlyOnceSender(Background):
                 self.closes[type(exc).__name__] += 1
             await asyncio.sleep(random.uniform(0.1, 0.5))
 
-    async def _resend(self, ws):
-        self._retry.clear()
-        for client_id in list(self.pending):
+    async def _send_again(self, ws, client_id):
+        if client_id in self.pending:  # not echoed meanwhile
             await ws.send(self._frame(client_id))
             self.resent += 1
 

@@ -41,8 +41,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     received_at = None  # when the frame being handled arrived (monotonic), if the server says
     closing = False  # the server began closing, or the client is gone: nothing more is sent
 
-    # __call__ assigns `channel_receive` (the layer's receive for our channel), and Channels lets
-    # its errors end the consumer: a Redis restart would then kill every socket with 1011. Wrapped,
+    # __call__ assigns `channel_receive` (the layer's receive for our channel); an error from it
+    # would end the consumer: a Redis restart would then kill every socket with 1011. Wrapped,
     # the consumer waits for Redis instead, and rejoins its group (the core layer keeps groups in
     # Redis, so a restarted Redis has forgotten them).
     @property
@@ -272,8 +272,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         client_id = content.get("client_id")
         if client_id is not None and not protocol.valid_client_id(client_id):
             return await self.reject("invalid_client_id")
-        # Refusals of a frame that carries a client_id say which message they refuse.
-        echo = {} if client_id is None else {"client_id": client_id}
+        echo = _echo(client_id)  # a refusal says which message it refuses
         if "message" not in content:
             return await self.reject("missing_message", **echo)
         message = content["message"]
@@ -297,8 +296,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             msg_id, sent_at, stored_before = await append_message(self.room, message, client_id)
         except DatabaseError as exc:
             logger.warning("database unavailable on send", extra=_why(exc, room=self.room))
-            echo = {} if client_id is None else {"client_id": client_id}
-            return await self.reject("unavailable", **echo)
+            return await self.reject("unavailable", **_echo(client_id))
         if stored_before:
             # A resend (the client did not see its message before a reconnect); the room has it,
             # and this socket got it in its catch-up or will get it live.
@@ -364,7 +362,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
         Without it a catch-up writes batch after batch into the worker's memory until the
         slow-reader check (once a second) drops the client (docs/RELIABILITY.md, F10). A client
-        that never reads stops answering pings and Daphne drops it after DAPHNE_PING_TIMEOUT.
+        that stays above half the bound is dropped by that check after WS_SLOW_READER_SECONDS.
         """
         pending = self.scope.get("chat.pending_bytes")  # set by runws; absent under other servers
         if pending is None:
@@ -396,15 +394,20 @@ def _resume_query(scope):
     return values["after"], history
 
 
+def _echo(client_id):
+    """The fields an error frame adds to name the refused message: its client_id, if any."""
+    return {} if client_id is None else {"client_id": client_id}
+
+
 def _echo_of(text):
-    """{"client_id": ...} of a refused frame that carries a valid one, else {} (best effort)."""
+    """_echo() of a frame not parsed yet (refused before parsing): best effort."""
     if not text or len(text) > settings.CHAT["MAX_FRAME_BYTES"]:
         return {}
     try:
         client_id = protocol.loads(text).get("client_id")
     except (orjson.JSONDecodeError, AttributeError):
         return {}
-    return {"client_id": client_id} if protocol.valid_client_id(client_id) else {}
+    return _echo(client_id) if protocol.valid_client_id(client_id) else {}
 
 
 def _client(scope):
