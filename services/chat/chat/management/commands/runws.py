@@ -178,6 +178,7 @@ def shed_slow_readers(server, limit, patience, now=time.monotonic):
     stopped reading sits just above half: `patience` ends that. The dropped client reconnects and
     resumes from its last id: the database has everything it missed.
     """
+    sweep = now()
     for protocol in list(server.connections):
         transport = getattr(protocol, "transport", None)
         if (
@@ -190,15 +191,15 @@ def shed_slow_readers(server, limit, patience, now=time.monotonic):
         if pending <= limit // 2:
             protocol.chat_backlogged_since = None
             continue
-        since = getattr(protocol, "chat_backlogged_since", None) or now()
+        since = getattr(protocol, "chat_backlogged_since", None) or sweep
         protocol.chat_backlogged_since = since
-        if pending > limit or now() - since >= patience:
+        if pending > limit or sweep - since >= patience:
             logger.warning(
                 "slow reader dropped",
                 extra={
                     "event": "slow_reader",
                     "pending_bytes": pending,
-                    "seconds": round(now() - since, 1),
+                    "seconds": round(sweep - since, 1),
                 },
             )
             metrics.CLOSES.labels(code="slow_reader").inc()
