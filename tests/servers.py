@@ -1,4 +1,5 @@
-"""Real servers for tests: redis-server and a throw-away PostgreSQL cluster on loopback ports.
+"""Real servers for tests: redis-server (alone, or a Sentinel group started by the product's own
+redis/redis-ha.sh) and a throw-away PostgreSQL cluster, on loopback ports.
 
 Each is a context manager that starts the process, waits (with a deadline) until it answers,
 and stops it by PID on exit. Nothing here is a mock: these are the servers the product ships with.
@@ -114,6 +115,121 @@ def redis_server(password=None):
             yield server.url
         finally:
             server.stop()
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class SentinelGroup:
+    """A primary, a replica and three Sentinels on loopback, each started by redis/redis-ha.sh
+    (the script compose.ha.yaml and k8s/components/redis-ha run), as one master `name`.
+
+    kill_primary() SIGKILLs the current primary; the Sentinels promote the replica.
+    """
+
+    def __init__(self, root, name="chat", password="ha-test-password", down_after_ms=1000):
+        require("redis-server", "redis-server")
+        self.root = Path(root)
+        self.name = name
+        self.password = password
+        self.down_after_ms = down_after_ms
+        self.data_ports = [free_port(), free_port()]
+        self.sentinel_ports = [free_port(), free_port(), free_port()]
+        self.procs = {}  # port -> Popen
+
+    @property
+    def sentinels(self):
+        return [("127.0.0.1", port) for port in self.sentinel_ports]
+
+    def _env(self, **extra):
+        return {
+            **os.environ,
+            "REDIS_PASSWORD": self.password,
+            "REDIS_ANNOUNCE_HOST": "127.0.0.1",
+            "REDIS_INITIAL_PRIMARY": f"127.0.0.1:{self.data_ports[0]}",
+            "REDIS_SENTINELS": ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports),
+            "REDIS_MASTER_NAME": self.name,
+            "SENTINEL_DOWN_AFTER_MS": str(self.down_after_ms),
+            "REDIS_BIND": "127.0.0.1",
+            **extra,
+        }
+
+    def _start(self, port, role, **extra):
+        workdir = self.root / str(port)
+        workdir.mkdir(parents=True, exist_ok=True)
+        log = (workdir / "log").open("a")
+        self.procs[port] = subprocess.Popen(
+            ["sh", str(ROOT / "redis" / "redis-ha.sh"), role],
+            cwd=workdir,
+            env=self._env(REDIS_HA_DIR=str(workdir), **extra),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(
+            lambda: self.procs[port].poll() is None and port_open(port),
+            10,
+            f"redis-ha.sh {role} on port {port} (log {workdir / 'log'})",
+        )
+
+    def start_data_node(self, port):
+        self._start(port, "server", REDIS_PORT=str(port))
+
+    def start(self):
+        for port in self.data_ports:
+            self.start_data_node(port)
+        for port in self.sentinel_ports:
+            self._start(port, "sentinel", SENTINEL_PORT=str(port))
+        wait_for(self._settled, 30, f"3 Sentinels agreeing on {self.name} with a replica")
+        return self
+
+    def ask(self, port, *command):
+        import redis
+
+        client = redis.Redis(port=port, password=self.password, socket_timeout=2)
+        try:
+            return client.execute_command(*command)
+        finally:
+            client.close()
+
+    def primary_port(self):
+        """The primary's port as the first Sentinel that answers says."""
+        for port in self.sentinel_ports:
+            with contextlib.suppress(Exception):
+                return int(self.ask(port, "SENTINEL", "get-master-addr-by-name", self.name)[1])
+        raise AssertionError("expected a Sentinel to answer, found none")
+
+    def _settled(self):
+        for port in self.sentinel_ports:
+            if len(self.ask(port, "SENTINEL", "sentinels", self.name)) != 2:
+                return False
+            replicas = self.ask(port, "SENTINEL", "replicas", self.name)
+            if not any(
+                r[b"flags"] == b"slave" and r[b"master-link-status"] == b"ok" for r in replicas
+            ):
+                return False
+        return True
+
+    def kill(self, port):
+        """SIGKILL one member (a data node or a Sentinel) by its port."""
+        proc = self.procs.pop(port)
+        proc.kill()
+        proc.wait(5)
+
+    def stop(self):
+        for proc in self.procs.values():
+            stop(proc, timeout=5)
+        self.procs.clear()
+
+
+@contextlib.contextmanager
+def sentinel_group(**kwargs):
+    """Yield a started SentinelGroup; every member is stopped afterwards."""
+    with tempfile.TemporaryDirectory(prefix="redis-ha-") as tmp:
+        group = SentinelGroup(tmp, **kwargs)
+        try:
+            yield group.start()
+        finally:
+            group.stop()
 
 
 class Postgres:

@@ -2,7 +2,6 @@
 
 import functools
 
-import redis
 from django.conf import settings
 from django.db import connection
 from django.http import HttpResponse, JsonResponse
@@ -28,10 +27,10 @@ def healthz(request):
 
 
 @functools.cache
-def _redis():
-    return redis.Redis.from_url(
-        settings.REDIS_URL, socket_timeout=PROBE_TIMEOUT, socket_connect_timeout=PROBE_TIMEOUT
-    )
+def _redis(shard):
+    """A client of the shard's current primary; through Sentinel it follows a failover (a
+    connection to a demoted or dead primary fails once, the next asks Sentinel again)."""
+    return shard.client(timeout=PROBE_TIMEOUT)
 
 
 def _check_database():
@@ -39,22 +38,45 @@ def _check_database():
         cursor.execute("SELECT 1")
 
 
-def _check_channel_layer():
-    if settings.REDIS_URL:
-        _redis().ping()
+def _outcome(check, *args):
+    try:
+        check(*args)
+        return "ok"
+    except Exception as exc:  # noqa: BLE001 - any failure means "not ready", reported by name
+        return f"error: {type(exc).__name__}: {exc}"[:300]
 
 
 def dependency_checks():
-    """{name: "ok" | "error: ..."} for the database and the channel layer; updates the gauge."""
-    checks = {}
-    for name, check in (("database", _check_database), ("channel_layer", _check_channel_layer)):
-        try:
-            check()
-            checks[name] = "ok"
-        except Exception as exc:  # noqa: BLE001 - any failure means "not ready", reported by name
-            checks[name] = f"error: {type(exc).__name__}: {exc}"[:300]
+    """{name: "ok" | "error: ..."} for the database and the channel layer; updates the gauges.
+
+    With several shards, "channel_layer" is "ok" only when every shard answers, and each shard
+    is reported as "shard <label>"; the gauge chat_dependency_up{dependency="channel_layer"}
+    follows the same rule (an alert for a lost shard), /readyz does not (below).
+    """
+    checks = {"database": _outcome(_check_database)}
+    shards = settings.REDIS_SHARDS or []
+    per_shard = {shard.label: _outcome(lambda s: _redis(s).ping(), shard) for shard in shards}
+    if len(shards) == 1:
+        checks["channel_layer"] = next(iter(per_shard.values()))
+    elif shards:
+        down = [label for label, outcome in per_shard.items() if outcome != "ok"]
+        checks["channel_layer"] = (
+            f"error: {len(down)} of {len(shards)} shards down: {', '.join(down)}" if down else "ok"
+        )
+        checks.update({f"shard {label}": outcome for label, outcome in per_shard.items()})
+    else:
+        checks["channel_layer"] = "ok"  # the in-memory layer (development)
+    for name in ("database", "channel_layer"):
         chat_metrics.DEPENDENCY_UP.labels(dependency=name).set(checks[name] == "ok")
     return checks
+
+
+def _ready(checks):
+    """The database answers and at least one shard does: a process that can reach some rooms
+    keeps serving them (taking every replica out for one lost shard would stop every room)."""
+    shard_checks = [v for k, v in checks.items() if k.startswith("shard ")]
+    layer_ok = "ok" in shard_checks if shard_checks else checks["channel_layer"] == "ok"
+    return checks["database"] == "ok" and layer_ok and "draining" not in checks
 
 
 @never_cache
@@ -63,7 +85,7 @@ def readyz(request):
     checks = dependency_checks()
     if lifecycle.draining:
         checks["draining"] = "yes"
-    ready = all(value == "ok" for value in checks.values())
+    ready = _ready(checks)
     return JsonResponse({"ready": ready, **checks}, status=200 if ready else 503)
 
 

@@ -1,6 +1,7 @@
 """The pub/sub channel layer, with what an idle consumer holds in it kept small."""
 
 import asyncio
+import hashlib
 import uuid
 
 from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer, _wrap_close
@@ -17,6 +18,18 @@ class LeanLoopLayer(RedisPubSubLoopLayer):
     drain, which does send to a channel, runs in the consumer's own process: it is handed over
     here without Redis.
     """
+
+    def _get_shard(self, channel_or_group_name):
+        """The shard of a room's group: blake2b of the name, modulo the number of shards.
+
+        channels_redis takes bit 11 and up of a crc32 of the name; crc32 is linear, so names
+        that differ in one character (room-1 ... room-8) measured all on one of two shards.
+        Every process must agree, so this depends on the name and the shard count only.
+        """
+        if len(self._shards) == 1:
+            return self._shards[0]
+        digest = hashlib.blake2b(channel_or_group_name.encode(), digest_size=8).digest()
+        return self._shards[int.from_bytes(digest, "big") % len(self._shards)]
 
     async def _subscribe_to_channel(self, channel):
         self.channels[channel] = LeanQueue()

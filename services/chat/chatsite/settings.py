@@ -9,6 +9,7 @@ from pathlib import Path
 
 import dj_database_url
 
+from chatsite import redis_shards
 from chatsite.env import REQUIRED, SettingError, env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -89,7 +90,9 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Channel layer: in-memory when no Redis is configured (development, single process only).
-REDIS_URL = env.str("REDIS_URL", dev_default(None))
+# Redis: one (REDIS_URL), shards (REDIS_URLS) or Sentinel groups (REDIS_SENTINELS +
+# REDIS_MASTER_NAME): chatsite/redis_shards.py, docs/operations.md "Redis high availability".
+REDIS_SHARDS = redis_shards.from_env(env, PRODUCTION)
 CHANNEL_LAYER = env.choice("CHANNEL_LAYER", ["pubsub", "core"], default="pubsub")
 # Core layer only: how long a group membership lives in Redis. It must outlast the longest socket
 # (Daphne's --websocket_timeout), or long-lived clients silently stop receiving.
@@ -100,7 +103,7 @@ REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", 1.0, minimum=0.1)
 # redis-py's pool refuses a 101st concurrent call ("Too many connections"); a connect storm of
 # hundreds of sockets joins its groups at once.
 REDIS_MAX_CONNECTIONS = env.int("REDIS_MAX_CONNECTIONS", 1000, minimum=10)
-if REDIS_URL is None:
+if REDIS_SHARDS is None:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 elif CHANNEL_LAYER == "pubsub":
     CHANNEL_LAYERS = {
@@ -110,12 +113,12 @@ elif CHANNEL_LAYER == "pubsub":
                 # Without a timeout a paused Redis holds each publish for redis-py's default
                 # (none on reads, 5 s seen): one error per 5 s instead of one per frame (F5).
                 "hosts": [
-                    {
-                        "address": REDIS_URL,
-                        "socket_timeout": REDIS_SOCKET_TIMEOUT,
-                        "socket_connect_timeout": REDIS_SOCKET_TIMEOUT,
-                        "max_connections": REDIS_MAX_CONNECTIONS,
-                    }
+                    shard.channels_host(
+                        socket_timeout=REDIS_SOCKET_TIMEOUT,
+                        socket_connect_timeout=REDIS_SOCKET_TIMEOUT,
+                        max_connections=REDIS_MAX_CONNECTIONS,
+                    )
+                    for shard in REDIS_SHARDS
                 ],
                 "prefix": "chat",
             },
@@ -126,7 +129,11 @@ else:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [{"address": REDIS_URL, "max_connections": REDIS_MAX_CONNECTIONS}],
+                # No socket timeout: the core layer's receive blocks in Redis (BZPOPMIN) by design.
+                "hosts": [
+                    shard.channels_host(max_connections=REDIS_MAX_CONNECTIONS)
+                    for shard in REDIS_SHARDS
+                ],
                 "prefix": "chat",
                 "capacity": CHANNEL_CAPACITY,
                 "group_expiry": CHANNEL_GROUP_EXPIRY,

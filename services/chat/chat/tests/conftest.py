@@ -10,6 +10,7 @@ import tempfile
 
 import pytest
 
+from chat.tests.shards import shards_at
 from tests import servers
 
 _stack = contextlib.ExitStack()
@@ -79,7 +80,9 @@ LAYERS = {
 def layer(request, settings_override):
     """Run the test on each channel layer kind: in-memory, Redis pub/sub, Redis core."""
     url = request.getfixturevalue("redis_url") if request.param != "memory" else None
-    settings_override(CHANNEL_LAYERS={"default": LAYERS[request.param](url)}, REDIS_URL=url)
+    settings_override(
+        CHANNEL_LAYERS={"default": LAYERS[request.param](url)}, REDIS_SHARDS=shards_at(url)
+    )
     return request.param
 
 

@@ -10,6 +10,7 @@ from django.conf import settings
 
 from chat import rooms, store
 from chat.models import Message
+from chat.tests.shards import shards_at
 
 from .wsclient import Client
 
@@ -238,7 +239,7 @@ async def test_redis_down_at_connect_closes_4503(settings_override):
                 "CONFIG": {"hosts": [{"address": dead}]},
             }
         },
-        REDIS_URL=dead,
+        REDIS_SHARDS=shards_at(dead),
     )
     async with Client("lobby") as c:
         assert await c.closed(timeout=10) == (4503, "service unavailable")
@@ -257,7 +258,7 @@ async def test_redis_lost_mid_chat_loses_nothing(settings_override):
                     "CONFIG": {"hosts": [{"address": url}]},
                 }
             },
-            REDIS_URL=url,
+            REDIS_SHARDS=shards_at(url),
         )
         a = await Client("outage").__aenter__()
     # redis-server is stopped here.

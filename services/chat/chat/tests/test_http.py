@@ -9,6 +9,7 @@ from django.db import connection
 from django.test import Client
 
 from chat import store
+from chat.tests.shards import shards_at
 from tests.servers import free_port
 
 
@@ -73,12 +74,12 @@ def test_invalid_room_name_is_a_clear_400(http, path, reason):
 
 
 def test_healthz_touches_nothing(http, settings_override):
-    settings_override(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    settings_override(REDIS_SHARDS=shards_at(f"redis://127.0.0.1:{free_port()}/0"))
     assert http.get("/healthz").status_code == 200
 
 
 def test_readyz_reports_each_dependency(http, settings_override, redis_url):
-    settings_override(REDIS_URL=redis_url)
+    settings_override(REDIS_SHARDS=shards_at(redis_url))
     ready = http.get("/readyz")
     assert ready.status_code == 200
     assert ready.json() == {"ready": True, "database": "ok", "channel_layer": "ok"}
@@ -88,7 +89,7 @@ def test_readyz_is_503_when_redis_is_down(http, settings_override):
     from chat import health
 
     health._redis.cache_clear()
-    settings_override(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    settings_override(REDIS_SHARDS=shards_at(f"redis://127.0.0.1:{free_port()}/0"))
     try:
         ready = http.get("/readyz")
     finally:
