@@ -11,6 +11,8 @@ scenarios (issue 6):
   http     the room page: nginx -> uWSGI (ours) vs Daphne (baseline), with wrk
   scale    1/2/4 ws replicas behind nginx, 500 receivers as fast as possible
   smoke    a 10-second check that every stack starts and relays
+  capacity the data tier's unit costs (docs/CAPACITY.md): Postgres CPU per stored message,
+           redis-server CPU per chat broadcast with 1 and several subscribed ws processes
 
 Each run starts what it needs (redis-server, a throw-away PostgreSQL cluster, Daphne, uWSGI,
 nginx) on free loopback ports, measures, and stops every process it started by PID. Results are
@@ -41,6 +43,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from wsload import children, tree_cpu  # bench/wsload.py: /proc CPU of a process tree
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 # BENCH_SERVICE: a copy of services/chat to measure instead (e.g. `git archive` of a commit while
@@ -53,7 +57,6 @@ PY = str(VENV / "python")
 SESSION = os.environ.get("BENCH_SESSION") or datetime.datetime.now(datetime.UTC).strftime(
     "%Y%m%dT%H%M%SZ"
 )
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def log(msg):
@@ -84,25 +87,6 @@ def wait_for(pred, timeout, what):
             return
         time.sleep(0.05)
     die(f"waited {timeout} s for {what}")
-
-
-def proc_cpu(pid):
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def children(pid):
-    """Every descendant PID (uWSGI workers, nginx workers)."""
-    out = []
-    with contextlib.suppress(OSError):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            for c in (task / "children").read_text().split():
-                out.append(int(c))
-                out.extend(children(int(c)))
-    return out
 
 
 def git_rev():
@@ -246,6 +230,10 @@ class Postgres:
             "start",
         )
         return f"postgres://chat:bench@127.0.0.1:{self.port}/postgres"
+
+    def pid(self):
+        """The postmaster's PID (the first line of postmaster.pid): its tree is the cluster."""
+        return int((self.dir / "data" / "postmaster.pid").read_text().split()[0])
 
     def stop(self):
         with contextlib.suppress(Exception):
@@ -566,7 +554,7 @@ PYSPY = os.environ.get("PYSPY", "/tmp/benchtools/bin/py-spy")  # noqa: S108
 PROFILE = {"dir": None, "tag": ""}
 
 
-def wsload(args_list, timeout, pids=None):
+def wsload(args_list, timeout, pids=None, env=None):
     argv = [PY, str(BENCH / "wsload.py"), *args_list]
     spies = []
     if PROFILE["dir"] and pids:
@@ -595,7 +583,7 @@ def wsload(args_list, timeout, pids=None):
                     stderr=subprocess.DEVNULL,
                 )
             )
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout + 60)
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout + 60, env=env)
     for spy in spies:
         spy.send_signal(signal.SIGINT)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -626,8 +614,20 @@ def messages_for(stack, receivers, budget):
 
 
 @contextlib.contextmanager
-def ws_stack(env, stack, replicas=1, nginx=False, nginx_workers=1, extra_env=None):
-    """redis + `replicas` Daphne processes (+ nginx); yields (url, pids)."""
+def ws_stack(
+    env,
+    stack,
+    replicas=1,
+    nginx=False,
+    nginx_workers=1,
+    extra_env=None,
+    every_port=False,
+    info=None,
+):
+    """redis + `replicas` Daphne processes (+ nginx); yields (url, pids).
+
+    every_port: without nginx, url is a comma list, one per process (wsload rooms); info, a dict,
+    receives the redis port and the ws ports."""
     redis_port, redis_pid = start_redis(env.procs)
     ports, pids = [], {"daphne": [], "redis": [redis_pid]}
     started_before = len(env.procs.started)
@@ -639,8 +639,14 @@ def ws_stack(env, stack, replicas=1, nginx=False, nginx_workers=1, extra_env=Non
     if nginx:
         port, ngx = start_nginx(env, ports, None, "http", workers=nginx_workers)
         pids["nginx"] = [ngx.pid, *children(ngx.pid)]
+    if info is not None:
+        info.update(redis_port=redis_port, ports=ports)
+    if every_port and not nginx:
+        url = ",".join(f"ws://127.0.0.1:{p}/ws/chat/{{room}}/" for p in ports)
+    else:
+        url = f"ws://127.0.0.1:{port}/ws/chat/{{room}}/"
     try:
-        yield f"ws://127.0.0.1:{port}/ws/chat/{{room}}/", pids
+        yield url, pids
     finally:
         while len(env.procs.started) > started_before - 1:
             env.procs._stop(*env.procs.started.pop(), 10)
@@ -864,20 +870,6 @@ def scenario_idlecost(env, args):
         env.procs.stop_all()
 
 
-def tree_cpu(pid):
-    """CPU seconds of a process, its children now alive, and the children it has reaped.
-
-    uWSGI and gunicorn replace workers (max-requests): counting the tree at both ends, with what
-    the master collected from the workers that exited, keeps a recycled worker's time.
-    """
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    reaped = (int(fields[13]) + int(fields[14])) / CLK_TCK
-    return proc_cpu(pid) + reaped + sum(proc_cpu(c) for c in children(pid))
-
-
 def wrk(url, seconds, connections, threads, pids):
     """wrk against url; pids maps a name to the root PIDs whose process trees are timed."""
     cpu0 = {k: sum(tree_cpu(p) for p in v) for k, v in pids.items()}
@@ -968,7 +960,8 @@ def scenario_http(env, args):
         time.sleep(1)
         proto = "http" if kind == "gunicorn" else "uwsgi"
         ngx_port, ngx = start_nginx(env, [web_port], web_port, proto)
-        pids = {"web": [web_pid], "nginx": [ngx.pid]}
+        # The cluster's tree: the web role's backends and the history query they run.
+        pids = {"web": [web_pid], "nginx": [ngx.pid], "postgres": [env.pg.pid()]}
         label = f"ours-nginx-{kind}-{procs_}x{threads}" + (f"-{variant}" if variant else "")
         measure(label, f"http://127.0.0.1:{ngx_port}{path}", pids)
         env.procs.stop_all()  # Postgres is not among them: it stays up for the next server
@@ -1016,6 +1009,137 @@ def scenario_smoke(env, args):
             die(f"smoke {stack}: expected {res['expected']} deliveries, got {res['deliveries']}")
 
 
+def loadavg():
+    return Path("/proc/loadavg").read_text().split()[:3]
+
+
+def data_tier(env, redis_port):
+    """Messages stored, their table's bytes and the WAL position; Redis' PUBLISH count and CPU."""
+    sql = (
+        "SELECT count(*), pg_total_relation_size('chat_message'), "
+        "pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0') FROM chat_message"
+    )
+    psql = ["psql", "-XAtq", "-F", " ", env.pg_url, "-c", sql]
+    rows, size, wal = subprocess.run(
+        psql, capture_output=True, text=True, timeout=30, check=True
+    ).stdout.split()
+    info = subprocess.run(
+        ["redis-cli", "-p", str(redis_port), "INFO", "all"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    stats = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    publish = dict(kv.split("=") for kv in stats.get("cmdstat_publish", "calls=0").split(","))
+    return {
+        "rows": int(rows),
+        "table_bytes": int(size),
+        "wal_bytes": int(float(wal)),
+        "publishes": int(publish["calls"]),
+        "publish_usec": int(publish.get("usec", 0)),
+        "redis_used_cpu_s": float(stats["used_cpu_sys"]) + float(stats["used_cpu_user"]),
+    }
+
+
+def per(count, seconds, nd=1):
+    return round(count / seconds, nd) if seconds and count else None
+
+
+def scenario_capacity(env, args):
+    """Unit costs of docs/CAPACITY.md that fanout, idle and http do not give.
+
+    store:   one ws process (runws, production settings, Postgres, Redis) and --rooms sockets, one
+             per room, sending --store-rate messages/s in all ({"message": ...} frames of --size
+             characters) for --duration s: rows stored per CPU-s of the whole Postgres cluster
+             (postmaster tree, exited backends included), ws CPU per stored message.
+    publish: --replicas ws processes, --members sockets of every room on each, and
+             bench/publish.py sending --publish-rate chat broadcasts/s through the product's
+             channel layer: PUBLISHes (Redis' own count) per redis-server CPU-s with that many
+             subscriber connections per room's channel, and ws CPU per delivery.
+    Each measurement runs --repeat times; the load average is recorded around each.
+    """
+    for measure in args.measure:
+        for replicas in args.replicas if measure == "publish" else [1]:
+            for run in range(args.repeat):
+                capacity_run(env, args, measure, replicas, run)
+
+
+def capacity_run(env, args, measure, replicas, run):
+    rate = args.store_rate if measure == "store" else args.publish_rate
+    messages = int(rate * args.duration)
+    members = 1 if measure == "store" else replicas * args.members
+    prefix = f"cap-{measure}-r{replicas}-{run}"
+    timeout = args.duration + args.idle_window + 150
+    info = {}
+    with ws_stack(env, "ours-pubsub", replicas=replicas, every_port=True, info=info) as (url, pids):
+        service_env = ours_env(env, info["redis_port"], "pubsub")
+        argv = ["rooms", "--url", url, "--room", prefix, "--rooms", str(args.rooms)]
+        argv += ["--members", str(members), "--messages", str(messages), "--size", str(args.size)]
+        argv += ["--procs", str(args.procs), "--timeout", str(timeout), "--connect-wall", "90"]
+        argv += ["--idle-window", str(args.idle_window), f"--tree=postgres={env.pg.pid()}"]
+        argv += pid_args(pids)
+        if measure == "store":
+            argv += ["--rate", str(rate)]
+        else:
+            publisher = [PY, str(BENCH / "publish.py"), "--service", str(SERVICE)]
+            publisher += ["--rooms", str(args.rooms), "--prefix", prefix, "--size", str(args.size)]
+            publisher += ["--messages", str(messages), "--rate", str(rate)]
+            publisher += ["--timeout", str(args.duration + 30)]
+            argv += ["--exec", json.dumps(publisher)]
+        before, load0 = data_tier(env, info["redis_port"]), loadavg()
+        res = wsload(argv, timeout, env=service_env)
+        load1 = loadavg()
+        after = data_tier(env, info["redis_port"])
+    d = {k: after[k] - before[k] for k in before}
+    cpu, runtime = res["server_cpu_s"], res["server_runtime_s"]
+    numsub = (res.get("publisher") or {}).get("numsub_first_rooms") or [min(members, replicas)]
+    subscribers = sum(numsub) / len(numsub)
+    extra = {
+        k: os.environ[e]
+        for k, e in (("service", "BENCH_SERVICE"), ("service_rev", "BENCH_SERVICE_REV"))
+        if os.environ.get(e)
+    }
+    row = record(
+        "capacity",
+        {
+            "stack": "ours-pubsub",
+            "measure": measure,
+            "replicas": replicas,
+            "repeat": run,
+            **extra,
+            "loadavg_start": load0,
+            "loadavg_end": load1,
+            "stored": d["rows"],
+            "publishes": d["publishes"],
+            "subscribers_per_channel": subscribers,
+            "table_bytes_per_stored": per(d["table_bytes"], d["rows"]),
+            "wal_bytes_per_stored": per(d["wal_bytes"], d["rows"]),
+            "stored_per_postgres_cpu_s": per(d["rows"], cpu["postgres"]),
+            "ws_cpu_us_per_stored": per(cpu["daphne"] * 1e6, d["rows"]),
+            "ws_cpu_us_per_delivery": per(cpu["daphne"] * 1e6, res["deliveries"], 2),
+            "publishes_per_redis_cpu_s": per(d["publishes"], cpu["redis"]),
+            "publishes_per_redis_runtime_s": per(d["publishes"], runtime["redis"]),
+            "subscriber_deliveries_per_redis_cpu_s": per(
+                d["publishes"] * subscribers, cpu["redis"]
+            ),
+            "redis_publish_command_us": per(d["publish_usec"], d["publishes"], 2),
+            "redis_used_cpu_s_whole_run": round(d["redis_used_cpu_s"], 4),
+            "data_tier": {"before": before, "after": after},
+            **res,
+        },
+    )
+    log(
+        f"capacity {measure} replicas={replicas} #{run}: stored={row['stored']} "
+        f"publishes={row['publishes']} subs={subscribers} deliveries={res['deliveries']}/"
+        f"{res['expected']} lost={res['lost']} pg cpu={cpu['postgres']} ws cpu={cpu['daphne']} "
+        f"redis cpu={cpu['redis']} ({runtime['redis']}) -> stored/pg-cpu-s="
+        f"{row['stored_per_postgres_cpu_s']} ws us/stored={row['ws_cpu_us_per_stored']} "
+        f"publishes/redis-cpu-s={row['publishes_per_redis_cpu_s']} "
+        f"(runtime {row['publishes_per_redis_runtime_s']}) load {load0} -> {load1}"
+    )
+
+
 SCENARIOS = {
     "fanout": scenario_fanout,
     "rate": scenario_rate,
@@ -1024,6 +1148,7 @@ SCENARIOS = {
     "scale": scenario_scale,
     "smoke": scenario_smoke,
     "idlecost": scenario_idlecost,
+    "capacity": scenario_capacity,
 }
 
 
@@ -1055,7 +1180,7 @@ def main():
     p.add_argument("--rate", type=float, default=4.0, help="rate: messages/s in total")
     p.add_argument("--duration", type=int, default=60)
     p.add_argument("--connections", type=int, default=15000)
-    p.add_argument("--rooms", type=int, default=150)
+    p.add_argument("--rooms", type=int, default=None, help="idle: 150; capacity: 1000")
     p.add_argument("--hold", type=float, default=10)
     p.add_argument(
         "--connect-concurrency", type=int, default=64, help="idle: handshakes in flight per process"
@@ -1086,9 +1211,27 @@ def main():
     p.add_argument(
         "--redis-query", default="", help="appended to our REDIS_URL, e.g. max_connections=1000"
     )
+    p.add_argument(
+        "--measure",
+        default="store,publish",
+        type=lambda s: s.split(","),
+        help="capacity: store and/or publish",
+    )
+    p.add_argument("--repeat", type=int, default=2, help="capacity: runs of each measurement")
+    p.add_argument("--store-rate", type=float, default=200, help="capacity: messages/s sent")
+    p.add_argument("--publish-rate", type=float, default=1000, help="capacity: publishes/s")
+    p.add_argument("--size", type=int, default=150, help="capacity: characters per message")
+    p.add_argument(
+        "--members", type=int, default=1, help="capacity publish: sockets per room per process"
+    )
+    p.add_argument(
+        "--idle-window", type=float, default=10, help="capacity: seconds of idle server CPU"
+    )
     args = p.parse_args()
+    if args.rooms is None:
+        args.rooms = 1000 if args.scenario == "capacity" else 150
     if args.replicas is None:
-        args.replicas = [1, 2, 4] if args.scenario == "scale" else [1]
+        args.replicas = {"scale": [1, 2, 4], "capacity": [1, 4]}.get(args.scenario, [1])
     if args.receivers is None:
         args.receivers = {"fanout": [10, 100, 500, 2000]}.get(args.scenario, [500])
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -12,6 +12,10 @@ Modes (one JSON line of results on stdout per run):
           R messages/s in total, on a fixed schedule. Bounded by --messages and --timeout.
   idle    open --connections sockets across --rooms rooms, hold --hold seconds, report server RSS
           (VmRSS of every --pid) before and after, and RSS per connection.
+  rooms   --rooms rooms of --members sockets each, spread over the ws processes of --url (a comma
+          list); one stream of --messages messages of --size characters, message n to room
+          n % rooms, at --rate per second from each room's first member, or from a publisher
+          (--exec) outside the product's WebSocket path. Every member checks its room's stream.
 
 Receivers are spread over --procs processes (the client shares 2 cores with the server, so its
 cost per delivery matters): --client raw (default) is a minimal RFC 6455 client on asyncio.Protocol;
@@ -30,6 +34,7 @@ import json
 import multiprocessing as mp
 import os
 import resource
+import subprocess
 import sys
 import time
 from urllib.parse import urlsplit
@@ -73,6 +78,48 @@ def proc_rss_kb(pid):
 
 def cpu_snapshot(pids):
     return {name: sum(proc_cpu(p) or 0.0 for p in plist) for name, plist in pids.items()}
+
+
+def children(pid):
+    """Every descendant PID (uWSGI workers, nginx workers, Postgres backends)."""
+    out = []
+    with contextlib.suppress(OSError):
+        for task in os.scandir(f"/proc/{pid}/task"):
+            with open(f"{task.path}/children") as f:
+                for c in f.read().split():
+                    out.append(int(c))
+                    out.extend(children(int(c)))
+    return out
+
+
+def tree_cpu(pid):
+    """CPU seconds of a process, its children now alive, and the children it has reaped.
+
+    uWSGI and gunicorn replace workers (max-requests), Postgres forks a backend per connection
+    and autovacuum workers: counting the tree at both ends, with what the parent collected from
+    the children that exited, keeps an exited child's time.
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    reaped = (int(fields[13]) + int(fields[14])) / CLK_TCK
+    return (proc_cpu(pid) or 0.0) + reaped + sum(proc_cpu(c) or 0.0 for c in children(pid))
+
+
+def proc_runtime(pid):
+    """Nanosecond-resolution CPU time of a process (every thread's /proc schedstat), in seconds.
+
+    utime+stime count 10 ms ticks; a process using well under a second of CPU in a run (Redis
+    at a few thousand publishes per second) needs this finer clock as a cross-check.
+    """
+    total = 0
+    with contextlib.suppress(OSError):
+        for task in os.scandir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"{task.path}/schedstat") as f:
+                total += int(f.read().split()[0])
+    return total / 1e9
 
 
 def own_cpu():
@@ -504,6 +551,319 @@ async def send_all(conns, args, done_arr, sent_arr, stop, wall_end):
     return late
 
 
+# -- rooms mode: many rooms, one sender per room ------------------------------------------------
+
+
+class RoomTracker:
+    """Members of many rooms. Room j's messages carry "j|seq|time" with seq 0, 1, 2, ... from one
+    source (its first member, or --exec's publisher); every member checks order, loss and
+    duplicates of its room's stream and adds the latency to the process's histogram."""
+
+    def __init__(self, member_rooms, progress, slot):
+        self.member_rooms = member_rooms
+        self.next = [0] * len(member_rooms)
+        self.missing = {}  # member -> seqs skipped so far (a late arrival fills its gap)
+        self.deliveries = self.dup = self.ooo = self.foreign = 0
+        self.errors, self.closes = {}, {}
+        self.hist = [0] * HIST_SIZE
+        self.max_lat = 0.0
+        self.first = self.last = None
+        self.progress, self.slot = progress, slot
+
+    def handler(self, i):
+        room, nxt, hist = self.member_rooms[i], self.next, self.hist
+
+        def on_text(data):
+            now = time.time()
+            frame = None
+            try:
+                frame = loads(data)
+                parts = frame["message"].split("|", 3)
+                j, seq, ts = int(parts[0]), int(parts[1]), float(parts[2])
+            except Exception:  # noqa: BLE001 - anything not ours is counted, not fatal
+                self.foreign += 1
+                if isinstance(frame, dict) and frame.get("type") == "error":
+                    code = frame.get("code", "?")
+                    self.errors[code] = self.errors.get(code, 0) + 1
+                return
+            if j != room:
+                self.foreign += 1
+                return
+            expect = nxt[i]
+            if seq == expect:
+                nxt[i] = seq + 1
+            elif seq > expect:
+                self.missing.setdefault(i, set()).update(range(expect, seq))
+                nxt[i] = seq + 1
+            elif seq in self.missing.get(i, ()):
+                self.missing[i].discard(seq)
+                self.ooo += 1
+            else:
+                self.dup += 1
+                return
+            self.deliveries += 1
+            self.progress[self.slot] = self.deliveries
+            if self.first is None:
+                self.first = now
+            self.last = now
+            lat = now - ts
+            b = int(lat / HIST_STEP)
+            hist[b if 0 <= b < HIST_SIZE else (HIST_SIZE - 1 if b > 0 else 0)] += 1
+            self.max_lat = max(self.max_lat, lat)
+
+        return on_text
+
+    def on_close(self, conn, code):
+        self.closes[code] = self.closes.get(code, 0) + 1
+
+
+def rooms_worker(slot, args, urls, shared, conn_out):
+    raise_nofile()
+    asyncio.run(_rooms_worker(slot, args, urls, shared, conn_out))
+
+
+def room_stream(args):
+    """Message n of a run goes to room n % rooms as that room's seq n // rooms."""
+    return ((n, n % args.rooms, n // args.rooms) for n in range(args.messages))
+
+
+async def _rooms_worker(slot, args, urls, shared, conn_out):
+    """Rooms slot, slot+procs, ...: open their members (member k of room j on urls[(j+k) % n]),
+    then send this process's share of the stream (without --exec) and wait for stop."""
+    ready, go, stop, progress, sent_arr = shared
+    rooms = range(slot, args.rooms, args.procs)
+    member_rooms = [j for j in rooms for _ in range(args.members)]
+    member_urls = [
+        urls[(j + k) % len(urls)].replace("{room}", f"{args.room}-{j}")
+        for j in rooms
+        for k in range(args.members)
+    ]
+    tracker = RoomTracker(member_rooms, progress, slot)
+    t_open = time.monotonic()
+    conns, open_errors = await open_many(
+        member_urls,
+        open_raw,
+        tracker,
+        args.connect_concurrency,
+        args.connect_timeout,
+        t_open + args.connect_wall,
+    )
+    with ready.get_lock():
+        ready.value += 1
+    wall_end = time.monotonic() + args.timeout
+    while not go.is_set() and not stop.is_set() and time.monotonic() < wall_end:
+        await asyncio.sleep(0.01)
+    cpu0 = own_cpu()
+    sent = {j: 0 for j in rooms}
+    max_late = 0.0
+    if args.exec:  # an outside publisher sends the whole stream
+        for _, j, _ in room_stream(args):
+            if j in sent:
+                sent[j] += 1
+    elif go.is_set():
+        senders = {j: conns[i] for i, j in enumerate(member_rooms) if i % args.members == 0}
+        start = time.monotonic()
+        for n, j, seq in room_stream(args):
+            if j not in sent:
+                continue
+            now = time.monotonic()
+            if now > wall_end or stop.is_set():
+                break
+            due = start + n / args.rate
+            if due > now:
+                await asyncio.sleep(due - now)
+            else:
+                max_late = max(max_late, now - due)
+            if senders[j] is None or senders[j].closed:
+                continue
+            head = f"{j}|{seq}|{time.time():.6f}|"
+            text = head + "x" * max(0, args.size - len(head))
+            senders[j].send_text(f'{{"message": "{text}"}}')
+            sent[j] = seq + 1
+            sent_arr[slot] += 1
+    while not stop.is_set() and time.monotonic() < wall_end:
+        await asyncio.sleep(0.02)
+    cpu1 = own_cpu()
+    still_open = sum(1 for c in conns if c is not None and not c.closed)
+    for c in conns:
+        if c is not None:
+            with contextlib.suppress(Exception):
+                await c.aclose()
+    await asyncio.sleep(0.1)
+    lost = sum(
+        len(tracker.missing.get(i, ())) + max(0, sent[j] - tracker.next[i])
+        for i, j in enumerate(member_rooms)
+        if conns[i] is not None
+    )
+    conn_out.send(
+        {
+            "deliveries": tracker.deliveries,
+            "lost": lost,
+            "duplicated": tracker.dup,
+            "out_of_order": tracker.ooo,
+            "foreign": tracker.foreign,
+            "errors": tracker.errors,
+            "closes": tracker.closes,
+            "hist": {i: c for i, c in enumerate(tracker.hist) if c},
+            "max_lat": tracker.max_lat,
+            "last": tracker.last,
+            "opened": sum(c is not None for c in conns),
+            "wanted": len(member_urls),
+            "open_errors": open_errors,
+            "still_open": still_open,
+            "client_cpu_s": cpu1 - cpu0,
+            "max_late_s": max_late,
+        }
+    )
+    conn_out.close()
+
+
+def main_rooms(args, pids, trees):
+    """--rooms rooms of --members sockets over the ws processes of --url (a comma list); the
+    stream of --messages messages at --rate per second from each room's first member, or from
+    --exec (a JSON argv run once the sockets are open: the publisher). Server CPU is taken when
+    the stream starts and when every member has every message (or --drain passes idle)."""
+    urls = args.url.split(",")
+    for url in urls:
+        check_url(url)
+    if not args.exec and not args.rate:
+        sys.exit("wsload rooms: give --rate (members send) or --exec (a publisher sends)")
+    ctx = mp.get_context("fork")
+    ready, go, stop = ctx.Value("i", 0), ctx.Event(), ctx.Event()
+    progress, sent_arr = ctx.RawArray("q", args.procs), ctx.RawArray("q", args.procs)
+    shared = (ready, go, stop, progress, sent_arr)
+    procs, pipes = [], []
+    t_start = time.monotonic()
+    wall_end = t_start + args.timeout
+    for slot in range(args.procs):
+        rx, tx = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=rooms_worker, args=(slot, args, urls, shared, tx), daemon=True)
+        proc.start()
+        tx.close()
+        procs.append(proc)
+        pipes.append(rx)
+    while ready.value < args.procs and time.monotonic() < wall_end:
+        time.sleep(0.02)
+    t_open = time.monotonic() - t_start
+    time.sleep(args.settle)  # joins and catch-ups of the last sockets finish outside the window
+
+    def snapshot():
+        return (
+            cpu_snapshot(pids),
+            {k: sum(proc_runtime(p) for p in v) for k, v in pids.items()},
+            {k: sum(tree_cpu(p) for p in v) for k, v in trees.items()},
+        )
+
+    idle0 = snapshot()
+    time.sleep(args.idle_window)  # what the servers cost with the sockets open and nothing sent
+    before, t0 = snapshot(), time.time()
+    go.set()
+    load = None
+    if args.exec:
+        r = subprocess.run(
+            json.loads(args.exec),
+            capture_output=True,
+            text=True,
+            timeout=max(1.0, wall_end - time.monotonic()),
+        )
+        if r.returncode:
+            print(
+                f"wsload rooms: --exec failed ({r.returncode}): {r.stderr[-2000:]}", file=sys.stderr
+            )
+        try:
+            load = json.loads(r.stdout.strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            load = {"error": (r.stdout + r.stderr)[-500:]}
+    expected = args.messages * args.members
+    last_progress, last_sum = time.monotonic(), -1
+    while time.monotonic() < wall_end:
+        time.sleep(0.01)
+        done, now = sum(progress), time.monotonic()
+        if done != last_sum:
+            last_sum, last_progress = done, now
+        if done >= expected or now - last_progress > args.drain:
+            break
+    after = snapshot()
+    stop.set()
+    results = []
+    for rx, proc in zip(pipes, procs, strict=True):
+        if rx.poll(max(1.0, wall_end + 30 - time.monotonic())):
+            results.append(rx.recv())
+        proc.join(5)
+        if proc.is_alive():
+            proc.kill()
+
+    hist = {}
+    for r in results:
+        for b, c in r["hist"].items():
+            hist[b] = hist.get(b, 0) + c
+    deliveries = sum(r["deliveries"] for r in results)
+    lasts = [r["last"] for r in results if r["last"]]
+    active_s = (max(lasts) - t0) if lasts else None
+    cpu, runtime, tree = (
+        {k: round(after[i][k] - before[i][k], 4) for k in before[i]} for i in range(3)
+    )
+    idle_cpu, idle_runtime, idle_tree = (
+        {k: round(before[i][k] - idle0[i][k], 4) for k in before[i]} for i in range(3)
+    )
+
+    def agg(key):
+        out = {}
+        for r in results:
+            for k, v in r[key].items():
+                out[str(k)] = out.get(str(k), 0) + v
+        return out
+
+    print(
+        json.dumps(
+            {
+                "mode": "rooms",
+                "label": args.label,
+                "url": args.url,
+                "ws_urls": len(urls),
+                "procs": args.procs,
+                "rooms": args.rooms,
+                "members": args.members,
+                "size": args.size,
+                "rate": args.rate,
+                "messages": args.messages,
+                "sent": load.get("published") if load else sum(sent_arr),
+                "publisher": load,
+                "connections": sum(r["opened"] for r in results),
+                "connections_wanted": args.rooms * args.members,
+                "open_errors": agg("open_errors"),
+                "open_s": round(t_open, 2),
+                "closes": agg("closes"),
+                "still_open": sum(r["still_open"] for r in results),
+                "workers_reported": len(results),
+                "expected": expected,
+                "deliveries": deliveries,
+                "lost": sum(r["lost"] for r in results),
+                "duplicated": sum(r["duplicated"] for r in results),
+                "out_of_order": sum(r["out_of_order"] for r in results),
+                "foreign_frames": sum(r["foreign"] for r in results),
+                "error_frames": agg("errors"),
+                "duration_s": round(active_s, 3) if active_s else None,
+                "deliveries_per_s": round(deliveries / active_s, 1) if active_s else None,
+                "latency_ms": {
+                    "p50": percentile(hist, deliveries, 0.50),
+                    "p99": percentile(hist, deliveries, 0.99),
+                    "max": round(max((r["max_lat"] for r in results), default=0) * 1000, 2),
+                },
+                "server_cpu_s": {**cpu, **tree},
+                "server_runtime_s": runtime,
+                "idle_window_s": args.idle_window,
+                "idle_server_cpu_s": {**idle_cpu, **idle_tree},
+                "idle_server_runtime_s": idle_runtime,
+                "client_cpu_s": round(sum(r["client_cpu_s"] for r in results), 3),
+                "max_late_s": round(max((r["max_late_s"] for r in results), default=0), 4),
+            }
+        ),
+        flush=True,
+    )
+    return 0
+
+
 # -- the coordinator --------------------------------------------------------------------------
 
 
@@ -539,7 +899,7 @@ def split(seq, n):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("mode", choices=["fanout", "idle"])
+    p.add_argument("mode", choices=["fanout", "idle", "rooms"])
     p.add_argument("--url", required=True, help="ws://127.0.0.1:PORT/ws/chat/{room}/")
     p.add_argument("--receivers", type=int, default=100)
     p.add_argument("--senders", type=int, default=2)
@@ -561,11 +921,23 @@ def main(argv=None):
     p.add_argument("--timeout", type=float, default=120, help="wall-clock bound of the run")
     p.add_argument("--drain", type=float, default=5, help="stop after this long without progress")
     p.add_argument("--pid", action="append", help="NAME=PID of a server process (repeatable)")
+    p.add_argument(
+        "--tree", action="append", help="NAME=PID: a process and its children (Postgres) [rooms]"
+    )
+    p.add_argument("--members", type=int, default=1, help="rooms mode: sockets per room")
+    p.add_argument("--size", type=int, default=150, help="rooms mode: characters per message")
+    p.add_argument("--exec", default="", help="rooms mode: JSON argv of the publisher to run")
+    p.add_argument("--settle", type=float, default=2, help="rooms mode: seconds before go")
+    p.add_argument(
+        "--idle-window", type=float, default=0, help="rooms mode: seconds of idle server CPU"
+    )
     p.add_argument("--label", default="", help="copied into the result")
     args = p.parse_args(argv)
     check_url(args.url)
     pids = parse_pids(args.pid)
     raise_nofile()
+    if args.mode == "rooms":
+        return main_rooms(args, pids, parse_pids(args.tree))
 
     ctx = mp.get_context("fork")
     ready = ctx.Value("i", 0)

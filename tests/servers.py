@@ -127,7 +127,7 @@ class SentinelGroup:
     kill_primary() SIGKILLs the current primary; the Sentinels promote the replica.
     """
 
-    def __init__(self, root, name="chat", password="ha-test-password", down_after_ms=1000):
+    def __init__(self, root, name="chat", password="ha-test-password", down_after_ms=1000):  # noqa: S107
         require("redis-server", "redis-server")
         self.root = Path(root)
         self.name = name
