@@ -6,6 +6,7 @@ command (`scripts/up --airgap`: engine, offline images, .env with generated secr
 `ws` and `web` run 2 replicas each. `down -v` runs at the end, also after a failure.
 """
 
+import contextlib
 import json
 import os
 import subprocess
@@ -113,6 +114,31 @@ class Stack:
         self.compose("up", "--detach", "--wait", "--pull", "never", timeout=300)
         self.wait_healthy("ws", 2)
         self.wait_healthy("web", 2)
+
+
+@contextlib.contextmanager
+def another_stack(workdir, name, *up_args, **env):
+    """A second stack beside the session's (its own project, env file and ports), brought up
+    with `scripts/up --airgap --no-build UP_ARGS` from the session's images; down -v after."""
+    other = Stack(workdir, project=f"{PROJECT}-{name}")
+    other.env.update(env)
+    try:
+        started = time.monotonic()
+        up = other.run(
+            str(ROOT / "scripts" / "up"), "--airgap", "--no-build", *up_args,
+            timeout=600, check=False,
+        )  # fmt: skip
+        print(f"\nscripts/up --airgap {' '.join(up_args)}: {time.monotonic() - started:.1f} s")
+        assert up.returncode == 0, (
+            f"scripts/up {' '.join(up_args)} failed:\n{up.stdout[-4000:]}{up.stderr[-4000:]}"
+        )
+        wait_for_http(other.base_url + "/nginx-health", 30)
+        yield other
+    finally:
+        logs = other.compose("logs", "--no-color", "--tail", "300", check=False, timeout=60)
+        (ROOT / ".work").mkdir(exist_ok=True)
+        (ROOT / ".work" / f"stack-{name}-logs.txt").write_text(logs.stdout + logs.stderr)
+        other.compose("down", "--volumes", "--remove-orphans", "--timeout", "5", check=False)
 
 
 @pytest.fixture(scope="session")
