@@ -46,14 +46,20 @@ def redis_cli(stack, service, *args, port=6379):
 
 
 def primary(stack):
-    """The service name Sentinel gives as the primary now."""
+    """The service whose address Sentinel gives as the primary now (members meet by address)."""
     for sentinel in ("redis-sentinel-1", "redis-sentinel-2", "redis-sentinel-3"):
         try:
-            return redis_cli(
+            address = redis_cli(
                 stack, sentinel, "SENTINEL", "get-master-addr-by-name", "chat", port=26379
             )[0]
         except (AssertionError, IndexError):
             continue
+        for service in ("redis", "redis-replica"):
+            for container in stack.containers(service):
+                networks = stack.inspect(container)["NetworkSettings"]["Networks"]
+                if address in {n["IPAddress"] for n in networks.values()}:
+                    return service
+        return address
     raise AssertionError("expected a Sentinel to name the primary, found none answering")
 
 

@@ -131,3 +131,81 @@ def test_production_redis_calls_are_bounded():
         check=True,
     ).stdout
     assert "'socket_timeout': 1.0" in out and "'max_connections': 1000" in out, out
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        (
+            {"REDIS_URLS": "redis://:pw@redis:6379/0,redis://:pw@REDIS:6379"},
+            "expected distinct shards in REDIS_URLS, found 'redis://:***@REDIS:6379' twice",
+        ),
+        (
+            {"REDIS_SENTINELS": "s1:26379,s2,s1", "REDIS_PASSWORD": "pw"},
+            "expected distinct shards in REDIS_SENTINELS, found 's1:26379' twice",
+        ),
+        (
+            {"REDIS_SENTINELS": "s1", "REDIS_MASTER_NAME": "a,b,a", "REDIS_PASSWORD": "pw"},
+            "expected distinct shards in REDIS_MASTER_NAME, found 'a' twice",
+        ),
+        (
+            {"REDIS_URL": "redis://r:6379/0", "REDIS_SENTINELS": "s1:26379"},
+            "expected one of REDIS_URL, REDIS_URLS or REDIS_SENTINELS, found REDIS_URL and "
+            "REDIS_SENTINELS",
+        ),
+        (
+            {"REDIS_URLS": "redis://a:6379/0,http://b:6379"},
+            "expected REDIS_URLS to hold redis:// URLs, found 'http://b:6379'",
+        ),
+        (
+            {"REDIS_SENTINELS": "s1:notaport", "REDIS_PASSWORD": "pw"},
+            "expected REDIS_SENTINELS entries as host:port, found 's1:notaport'",
+        ),
+        ({"REDIS_SENTINELS": "s1:26379"}, "REDIS_PASSWORD is required"),
+        ({}, "REDIS_URL is required and has no default in production (or REDIS_URLS"),
+    ],
+)
+def test_bad_redis_configuration_is_refused_naming_it(environ, message):
+    """Shapes the channel layer cannot use stop the boot with `expected ..., found ...`."""
+    from chatsite import redis_shards
+
+    with pytest.raises(SettingError) as error:
+        redis_shards.from_env(Env(environ), production=True)
+    assert message in str(error.value)
+
+
+def test_shards_given_twice_stop_the_boot():
+    """The same refusal from a real boot (manage.py), with the password masked."""
+    urls = "redis://:secret@127.0.0.1:1/0,redis://:secret@127.0.0.1:1/0"
+    result = manage("check", **{**PRODUCTION, "REDIS_URL": "", "REDIS_URLS": urls})
+    assert result.returncode != 0
+    assert "expected distinct shards in REDIS_URLS, found 'redis://:***@127.0.0.1:1/0' twice" in (
+        result.stderr
+    )
+    assert "secret" not in result.stderr
+
+
+def test_redis_topologies_become_channel_layer_hosts():
+    """One URL, shards and Sentinel groups all become channels_redis `hosts` entries."""
+    from chatsite import redis_shards
+
+    shards = redis_shards.from_env(
+        Env({"REDIS_SENTINELS": "s1,s2:26380", "REDIS_MASTER_NAME": "a,b", "REDIS_PASSWORD": "p"}),
+        production=True,
+    )
+    assert [s.label for s in shards] == ["sentinel:a", "sentinel:b"]
+    host = shards[1].channels_host(socket_timeout=1.0, max_connections=10)
+    assert host == {
+        "sentinels": [("s1", 26379), ("s2", 26380)],
+        "master_name": "b",
+        "sentinel_kwargs": {"password": "p", "socket_timeout": 1.0},
+        "password": "p",
+        "socket_timeout": 1.0,
+        "max_connections": 10,
+    }
+    urls = redis_shards.from_env(Env({"REDIS_URLS": "redis://a,redis://:x@b:6380/1"}), True)
+    assert [s.label for s in urls] == ["a:6379/0", "b:6380/1"]
+    assert urls[1].channels_host(max_connections=5) == {
+        "address": "redis://:x@b:6380/1",
+        "max_connections": 5,
+    }
