@@ -92,6 +92,41 @@ def services(path=ROOT / "compose.yaml"):
     return _resolve(raw(path)["services"], env)
 
 
+# Sequences compose merges rather than replaces when a later file names them again, with the key
+# an entry is matched by (compose-spec "Merge and override"); any other sequence is replaced.
+_MERGED_SEQUENCES = {
+    "volumes": lambda v: v.split(":")[1] if isinstance(v, str) else v["target"],
+    "ports": str,
+    "tmpfs": str,
+}
+
+
+def _merge(base, override, key=None):
+    if isinstance(base, dict) and isinstance(override, dict):
+        out = dict(base)
+        for k, v in override.items():
+            out[k] = _merge(base[k], v, k) if k in base else v
+        return out
+    if isinstance(base, list) and isinstance(override, list) and key in _MERGED_SEQUENCES:
+        ident = _MERGED_SEQUENCES[key]
+        replaced = {ident(v) for v in override}
+        return [v for v in base if ident(v) not in replaced] + override
+    return override
+
+
+def merged_services(*paths):
+    """{name: service} of compose files used together (`-f a -f b`, COMPOSE_FILE), later files
+    overriding earlier ones as compose merges them: mappings (environment, depends_on, deploy)
+    key by key, volumes by their target, anything else (command, image) replaced. Interpolated
+    as services() does."""
+    merged = {}
+    for path in paths:
+        for name, service in raw(path)["services"].items():
+            merged[name] = _merge(merged[name], service) if name in merged else service
+    env = {name: f"$({name})" for name in secret_names()}
+    return _resolve(merged, env)
+
+
 def long_running(path=ROOT / "compose.yaml"):
     """The services compose keeps running (not the one-shot `restart: "no"` jobs)."""
     return {n: s for n, s in services(path).items() if s.get("restart") != "no"}

@@ -19,6 +19,8 @@ kubernetes_validate.utils.schema_contents = functools.cache(
 #   defaults:  the base plus a Secret, nothing else: compose's defaults, for value parity
 #   production-loadbalancer: production with components/loadbalancer instead of the Gateway
 #   production-cert-manager: production plus the k8s/README.md recipe "TLS with cert-manager"
+#   production-managed-db: production with its commented components/postgres-managed line in
+#                          place of components/postgres-cnpg (the one-line switch it documents)
 DEFAULTS_OVERLAY = """\
 namespace: chat  # the Secret must share the base's namespace for kustomize to link it
 resources: [../../base]
@@ -28,7 +30,24 @@ secretGenerator:
 """
 
 
-VARIANTS = ("defaults", "production-loadbalancer", "production-cert-manager")
+VARIANTS = (
+    "defaults",
+    "production-loadbalancer",
+    "production-cert-manager",
+    "production-managed-db",
+)
+CNPG_LINE = "  - ../../components/postgres-cnpg\n"
+MANAGED_LINE = "  # - ../../components/postgres-managed\n"
+
+
+def switch_to_managed_db(text):
+    """The production kustomization with the managed database instead of CloudNativePG: the
+    commented components line swapped in, nothing else changed."""
+    assert CNPG_LINE in text and MANAGED_LINE in text, (
+        "expected production's components to list postgres-cnpg and, commented out below it,"
+        " postgres-managed (k8s/README.md, Data tier)"
+    )
+    return text.replace(CNPG_LINE, "").replace(MANAGED_LINE, MANAGED_LINE.replace("# ", ""))
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +71,10 @@ def tree(tmp_path_factory):
     for key, values in manifests.readme_yaml_block("TLS with cert-manager").items():
         kustomization[key] = kustomization.get(key, []) + values
     (cert_manager / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    managed = overlays / "production-managed-db"
+    shutil.copytree(overlays / "production", managed)
+    text = (managed / "kustomization.yaml").read_text()
+    (managed / "kustomization.yaml").write_text(switch_to_managed_db(text))
     return root
 
 

@@ -16,7 +16,8 @@ OVERLAYS = ("staging", "production")
 WORKLOADS = ("Deployment", "StatefulSet", "Job")
 SCHEMAS = Path(__file__).parent / "schemas"
 # Kinds defined by CRDs, absent from kubernetes-validate's built-in schemas: validated against
-# the upstream CRDs' own schemas made strict (tests/k8s/schemas/from_crd.py).
+# the upstream CRDs' own schemas made strict (tests/k8s/schemas/from_crd.py; each file's
+# $comment names the release it came from).
 CRD_SCHEMAS = {
     ("gateway.networking.k8s.io/v1", "Gateway"): "gateway.json",
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): "httproute.json",
@@ -24,6 +25,8 @@ CRD_SCHEMAS = {
     ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule.json",
     ("cert-manager.io/v1", "Certificate"): "certificate.json",
     ("cert-manager.io/v1", "ClusterIssuer"): "clusterissuer.json",
+    ("postgresql.cnpg.io/v1", "Cluster"): "cluster.json",
+    ("postgresql.cnpg.io/v1", "ScheduledBackup"): "scheduledbackup.json",
 }
 
 
@@ -49,7 +52,8 @@ def secrets_env(example):
 
 
 def make_tree(dst):
-    """Copy k8s/ and nginx/ to `dst` (the layout kustomize needs) with generated secrets.env files.
+    """Copy k8s/, nginx/ and redis/ to `dst` (the layout kustomize needs: the nginx and redis-ha
+    ConfigMaps are generated next to their files) with generated secrets.env files.
 
     The copy keeps the working tree clean (no secrets.env left behind, even when a test dies) and
     lets CI render a clean clone, which has none.
@@ -59,7 +63,7 @@ def make_tree(dst):
         " (k8s/README.md, nginx), found none"
     )
     skip = shutil.ignore_patterns("secrets.env")
-    for folder in ("k8s", "nginx"):
+    for folder in ("k8s", "nginx", "redis"):
         shutil.copytree(ROOT / folder, dst / folder, ignore=skip)
     for overlay in OVERLAYS:
         folder = dst / "k8s/overlays" / overlay

@@ -117,16 +117,41 @@ def test_init_containers_see_the_same_environment(rendered, name):
         assert manifests.environment(docs, init) == main
 
 
-@pytest.mark.parametrize("overlay", manifests.OVERLAYS)
-@pytest.mark.parametrize("name", sorted(SERVICES))
+# Production runs compose.ha.yaml's data tier: components/redis-ha and components/postgres-cnpg
+# replace the redis and postgres workloads (test_data_tier.py compares them with compose.ha.yaml),
+# and the app gets the variables compose.ha.yaml adds for it.
+HA_SERVICES = compose.merged_services(ROOT / "compose.yaml", ROOT / "compose.ha.yaml")
+REPLACED = {"production": {"redis", "postgres"}}
+
+
+def ha_additions(name):
+    """Variables compose.ha.yaml gives `name` that compose.yaml does not (REDIS_SENTINELS, ...)."""
+    return set(compose.environment(HA_SERVICES[name])) - set(compose.environment(SERVICES[name]))
+
+
+@pytest.mark.parametrize(
+    ("overlay", "name"),
+    [(o, n) for o in manifests.OVERLAYS for n in sorted(SERVICES) if n not in REPLACED.get(o, ())],
+)
 def test_overlays_keep_the_variable_names(rendered, overlay, name):
-    """Overlays change values only: each container sees the same variable names as the base."""
+    """Overlays change values only: each container sees the same variable names as the base,
+    plus, in production, those compose.ha.yaml adds for it (and only those)."""
 
     def names(render):
         container = manifests.main_container(manifests.workload(rendered[render], name))
         return set(manifests.environment(rendered[render], container))
 
-    assert names(overlay) == names("defaults")
+    added = ha_additions(name) if overlay in REPLACED else set()
+    assert names(overlay) == names("defaults") | added
+
+
+def test_production_adds_the_ha_variables(rendered):
+    """The additions above are real: compose.ha.yaml gives web REDIS_SENTINELS and
+    REDIS_MASTER_NAME, which the base lacks and production has."""
+    added = ha_additions("web")
+    assert {"REDIS_SENTINELS", "REDIS_MASTER_NAME"} <= added
+    web = manifests.main_container(manifests.workload(rendered["defaults"], "web"))
+    assert not added & set(manifests.environment(rendered["defaults"], web)) - {"REDIS_PASSWORD"}
 
 
 def addressed_ports(name):

@@ -1,7 +1,5 @@
 """The recipes in k8s/README.md work: rendered and validated like the overlays themselves."""
 
-import shutil
-
 import kubernetes_validate
 import yaml
 
@@ -10,17 +8,17 @@ from tests.k8s import manifests
 yaml_block = manifests.readme_yaml_block
 
 
-def test_managed_database_recipe(tree):
-    """Production plus the README's managed-database patches: no StatefulSet, and `postgres`
-    is an ExternalName Service, so DATABASE_URL stays the same; all valid."""
-    overlays = tree / "k8s/overlays"
-    folder = overlays / "production-managed-db"
-    shutil.copytree(overlays / "production", folder)
-    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
-    kustomization["patches"] += yaml_block("Managed database")["patches"]
-    (folder / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
-    docs = manifests.kustomize(folder)
-    assert manifests.find(docs, "StatefulSet") == []
+def test_managed_database_recipe(rendered):
+    """The README's managed-database switch is production's commented components line, and the
+    overlay it makes (conftest's production-managed-db) has no Postgres pods and an ExternalName
+    `postgres`, so DATABASE_URL stays the same; all valid."""
+    shown = yaml_block("Managed database")
+    assert shown == {"components": ["../../components/postgres-managed"]}
+    production = (manifests.ROOT / "k8s/overlays/production/kustomization.yaml").read_text()
+    assert f"  # - {shown['components'][0]}\n" in production
+    docs = rendered["production-managed-db"]
+    assert manifests.find(docs, "StatefulSet", "postgres") == []
+    assert manifests.find(docs, "Cluster") == []
     assert manifests.one(docs, "Service", "postgres")["spec"]["type"] == "ExternalName"
     for doc in docs:
         if not manifests.from_crd(doc):

@@ -11,23 +11,41 @@ from tests.k8s import manifests
 
 # The oldest Kubernetes we support, one in between, and the newest kubernetes-validate knows.
 VERSIONS = ("1.32.0", "1.34.0", kubernetes_validate.latest_version())
-RENDERS = ("base", "staging", "production", "production-loadbalancer", "production-cert-manager")
-# Kinds of CRDs (Gateway API, Prometheus Operator, cert-manager) are validated against the
-# upstream CRDs' own schemas, made strict (manifests.CRD_SCHEMAS, tests/k8s/schemas).
+RENDERS = (
+    "base",
+    "staging",
+    "production",
+    "production-loadbalancer",
+    "production-cert-manager",
+    "production-managed-db",
+)
+# Kinds of CRDs (Gateway API, Prometheus Operator, cert-manager, CloudNativePG) are validated
+# against the upstream CRDs' own schemas, made strict (manifests.CRD_SCHEMAS, tests/k8s/schemas).
 SCHEMAS = manifests.SCHEMAS
 # The CRD kinds each render must hold: every schema is used, none is skipped by accident.
+CNPG_KINDS = {"Cluster", "ScheduledBackup"}
 CRD_KINDS = {
     "base": set(),
     "staging": {"Gateway", "HTTPRoute"},
-    "production": {"Gateway", "HTTPRoute", "PodMonitor", "PrometheusRule"},
-    "production-loadbalancer": {"PodMonitor", "PrometheusRule"},
+    "production": {"Gateway", "HTTPRoute", "PodMonitor", "PrometheusRule", *CNPG_KINDS},
+    "production-loadbalancer": {"PodMonitor", "PrometheusRule", *CNPG_KINDS},
     "production-cert-manager": {
         "Gateway",
         "HTTPRoute",
         "PodMonitor",
         "PrometheusRule",
         "Certificate",
+        *CNPG_KINDS,
     },
+    "production-managed-db": {"Gateway", "HTTPRoute", "PodMonitor", "PrometheusRule"},
+}
+# What runs `postgres` where no workload does: the CloudNativePG Cluster, or the managed
+# database behind an ExternalName Service (test_data_tier.py checks each in detail).
+POSTGRES_ELSEWHERE = {
+    "production": "Cluster",
+    "production-loadbalancer": "Cluster",
+    "production-cert-manager": "Cluster",
+    "production-managed-db": "ExternalName",
 }
 
 
@@ -44,10 +62,20 @@ def test_kubectl_has_kustomize_v5():
 
 @pytest.mark.parametrize("render", RENDERS)
 def test_renders_the_whole_stack(rendered, render):
-    """Each kustomization renders every compose component plus the namespace."""
-    names = {d["metadata"]["name"] for d in manifests.workloads(rendered[render])}
-    assert names == {"nginx", "web", "ws", "migrate", "redis", "postgres"}
-    assert len(manifests.find(rendered[render], "Namespace")) == 1
+    """Each kustomization renders every compose component plus the namespace: a workload each,
+    or for postgres in production a CloudNativePG Cluster or the managed database's name."""
+    docs = rendered[render]
+    names = {d["metadata"]["name"] for d in manifests.workloads(docs)}
+    stack = {"nginx", "web", "ws", "migrate", "redis", "postgres"}
+    if render in POSTGRES_ELSEWHERE:
+        assert names == stack - {"postgres"}
+        if POSTGRES_ELSEWHERE[render] == "Cluster":
+            assert manifests.one(docs, "Cluster", "postgres")
+        else:
+            assert manifests.one(docs, "Service", "postgres")["spec"]["type"] == "ExternalName"
+    else:
+        assert names == stack
+    assert len(manifests.find(docs, "Namespace")) == 1
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -79,7 +107,8 @@ def test_strict_validation_refuses_unknown_fields(rendered):
 @pytest.mark.parametrize("render", RENDERS)
 def test_crd_schema(rendered, render):
     """Objects of CRDs pass the strict schemas of their upstream CRDs: Gateway API v1.6.1,
-    prometheus-operator v0.93.0, cert-manager v1.21.1; nothing else is left unvalidated."""
+    prometheus-operator v0.93.0, cert-manager v1.21.1, CloudNativePG v1.30.0; nothing else is
+    left unvalidated."""
     docs = rendered[render]
     assert {d["kind"] for d in docs if manifests.from_crd(d)} == CRD_KINDS[render]
     errors = [
@@ -149,8 +178,36 @@ def test_crd_schema(rendered, render):
             "gatewayHTTPRoutes",
             "gatewayHTTPRoute",
         ),
+        (
+            {
+                "apiVersion": "postgresql.cnpg.io/v1",
+                "kind": "Cluster",
+                "metadata": {"name": "x"},
+                "spec": {"instances": 3, "bootstrap": {"initdb": {"databse": "chat"}}},
+            },
+            "databse",
+            "database",
+        ),
+        (
+            {
+                "apiVersion": "postgresql.cnpg.io/v1",
+                "kind": "ScheduledBackup",
+                "metadata": {"name": "x"},
+                "spec": {"schedule": "0 0 3 * * *", "cluster": {"name": "x"}, "imediate": True},
+            },
+            "imediate",
+            "immediate",
+        ),
     ],
-    ids=["HTTPRoute", "PodMonitor", "PrometheusRule", "Certificate", "ClusterIssuer"],
+    ids=[
+        "HTTPRoute",
+        "PodMonitor",
+        "PrometheusRule",
+        "Certificate",
+        "ClusterIssuer",
+        "Cluster",
+        "ScheduledBackup",
+    ],
 )
 def test_crd_schemas_refuse_unknown_fields(doc, wrong, right):
     """Each CRD schema is strict: a misspelt field fails, and only it (no vacuous pass)."""
@@ -161,9 +218,11 @@ def test_crd_schemas_refuse_unknown_fields(doc, wrong, right):
 
 
 def test_yamllint():
-    """yamllint (the repository's .yamllint.yaml, strict) is clean on every YAML file in k8s/."""
+    """yamllint (the repository's .yamllint.yaml, strict) is clean on every YAML file in k8s/ and
+    on the kustomizations beside the files they generate ConfigMaps from (nginx/, redis/)."""
     root = manifests.ROOT
     files = sorted(str(p) for p in (root / "k8s").rglob("*.yaml"))
+    files += [str(root / folder / "kustomization.yaml") for folder in ("nginx", "redis")]
     assert len(files) > 10
     command = [
         sys.executable,
