@@ -67,6 +67,13 @@ current_primary() {
     # shellcheck disable=SC2086
     set -- $reply
     [ "${1:-}" = slave ] && [ $# -ge 3 ] && printf '%s:%s' "$2" "$3" && return 0
+    # By address unless members meet by name: the server says which address it was reached
+    # on (laddr), which needs no resolver tool in either image.
+    if [ -z "$announce" ] && reply=$(ask "${initial%:*}" "${initial##*:}" CLIENT INFO); then
+      for field in $reply; do
+        case $field in laddr=*) printf '%s' "${field#laddr=}" && return 0 ;; esac
+      done
+    fi
   fi
   printf '%s' "$initial"
 }
@@ -106,15 +113,19 @@ case ${1:-} in
     # down-after 3 s: a Redis that does not answer PING for 3 s already costs every sender a
     # broadcast_delayed frame (REDIS_SOCKET_TIMEOUT 1 s); Sentinel's default 30 s would keep
     # broadcasts delayed that long. failover-timeout 30 s (default 180 s): a failed failover is
-    # tried again sooner. resolve-hostnames: the first primary is given by name.
+    # tried again sooner. Names only when members meet by name: Sentinel re-resolves a name at
+    # every reconnect, synchronously (TILT above).
     umask 077
     {
       printf 'port %s\nbind %s\ndir %s\n' "$sentinel_port" "${REDIS_BIND:-* -::*}" "${REDIS_HA_DIR:-/data}"
       printf 'requirepass "%s"\nsentinel sentinel-pass "%s"\n' "$REDIS_PASSWORD" "$REDIS_PASSWORD"
-      printf 'sentinel resolve-hostnames yes\n'
       if [ -n "$announce" ]; then
-        printf 'sentinel announce-hostnames yes\nsentinel announce-ip %s\nsentinel announce-port %s\n' \
-          "$announce" "$sentinel_port"
+        printf 'sentinel resolve-hostnames yes\nsentinel announce-hostnames yes\n'
+        printf 'sentinel announce-ip %s\nsentinel announce-port %s\n' "$announce" "$sentinel_port"
+      else
+        case ${primary%:*} in
+          *[!0-9a-fA-F.:]*) log "expected the primary's address, found the name ${primary%:*} (not reachable yet?)"; exit 1 ;;
+        esac
       fi
       printf 'sentinel monitor %s %s %s %s\n' "$master_name" "${primary%:*}" "${primary##*:}" \
         "${SENTINEL_QUORUM:-2}"

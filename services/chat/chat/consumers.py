@@ -373,9 +373,36 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             # consumers in a catch-up ever wait here.
             await asyncio.sleep(0.01)
 
+    async def chat_resync(self, event):
+        """The channel layer's subscriber reconnected (Redis restart, Sentinel failover): what
+        was broadcast meanwhile never arrived. Catch up from the database now, instead of with
+        the room's next message (which a quiet room may not have for a long time)."""
+        if self.room is None or self.closing:
+            return
+        try:
+            newest = await _room_newest(self.room)
+        except DatabaseError as exc:
+            logger.warning("database unavailable on resync", extra=_why(exc, room=self.room))
+            return  # the next message or a reconnect fills the gap
+        if newest > self.last_id:
+            await self.send_stored(newest)
+
     async def chat_drain(self, event):
         """This process is shutting down: ask the client to reconnect (to another replica)."""
         await self.close_with(protocol.CLOSE_SERVICE_RESTART, "server restarting", room=self.room)
+
+
+_NEWEST = {}  # room -> the task reading its newest id, shared by a resync's consumers
+
+
+async def _room_newest(room):
+    """The room's newest id; consumers of one room resyncing together share one query."""
+    task = _NEWEST.get(room)
+    if task is None:
+        task = asyncio.ensure_future(room_last_id(room))
+        _NEWEST[room] = task
+        task.add_done_callback(lambda _: _NEWEST.pop(room, None))
+    return await asyncio.shield(task)
 
 
 def _resume_query(scope):

@@ -4,9 +4,51 @@ import asyncio
 import hashlib
 import uuid
 
-from channels_redis.pubsub import RedisPubSubChannelLayer, RedisPubSubLoopLayer, _wrap_close
+from channels_redis.pubsub import (
+    RedisPubSubChannelLayer,
+    RedisPubSubLoopLayer,
+    RedisSingleShardConnection,
+    _wrap_close,
+)
+from redis.asyncio.client import PubSub
 
 from chat.queues import LeanQueue
+
+# Put into the channel of every consumer whose group lives on a shard whose subscriber
+# connection came back (chat.consumers.ChatConsumer.chat_resync).
+RESYNC = {"type": "chat.resync"}
+
+
+class ResyncingShard(RedisSingleShardConnection):
+    """One shard's connection that tells the consumers of its groups when it reconnected.
+
+    Broadcasts published while the subscriber was away (a Redis restart, a Sentinel failover)
+    never arrive; a reader would see them only with the room's next message. After redis-py has
+    reconnected and subscribed again (PubSub.on_connect), each consumer of a group on this shard
+    gets a chat.resync event and catches up from the database.
+    """
+
+    def _ensure_redis(self):
+        if self._redis is None:
+            super()._ensure_redis()
+            self._pubsub = ResyncingPubSub(
+                self._redis.connection_pool,
+                event_dispatcher=self._redis._event_dispatcher,
+                shard=self,
+            )
+
+
+class ResyncingPubSub(PubSub):
+    """redis-py's PubSub calling its shard's layer back after it subscribed again."""
+
+    def __init__(self, *args, shard, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.shard = shard
+
+    # redis-py registers this after its first connect: it runs on every reconnect only.
+    async def on_connect(self, connection):
+        await super().on_connect(connection)
+        self.shard.channel_layer.resync(self.shard)
 
 
 class LeanLoopLayer(RedisPubSubLoopLayer):
@@ -18,6 +60,20 @@ class LeanLoopLayer(RedisPubSubLoopLayer):
     drain, which does send to a channel, runs in the consumer's own process: it is handed over
     here without Redis.
     """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._shards = [ResyncingShard(shard.host, self) for shard in self._shards]
+
+    def resync(self, shard):
+        """Queue RESYNC for every local consumer in a group that `shard` carries."""
+        event = self.channel_layer.serialize(RESYNC)
+        for group_channel, members in self.groups.items():
+            if self._get_shard(group_channel) is shard:
+                for channel in members:
+                    queue = self.channels.get(channel)
+                    if queue is not None:
+                        queue.put_nowait(event)
 
     def _get_shard(self, channel_or_group_name):
         """The shard of a room's group: blake2b of the name, modulo the number of shards.
