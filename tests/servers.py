@@ -8,6 +8,7 @@ and stops it by PID on exit. Nothing here is a mock: these are the servers the p
 import contextlib
 import os
 import pwd
+import random
 import shutil
 import socket
 import subprocess
@@ -17,10 +18,26 @@ from pathlib import Path
 
 
 def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing listens on right now, below the kernel's ephemeral
+    range: a port the kernel hands out (bind to 0) can be taken by any outgoing connection
+    before our server binds it (a stack's nginx once lost its port to a test client that way)."""
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 12000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"expected a free port below {low}, found none in 200 tries")
+
+
+def _ephemeral_low():
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def wait_for(predicate, timeout, what, interval=0.05):
