@@ -10,6 +10,7 @@ Two stacks beside the session's, each brought up as an operator does it:
 """
 
 import asyncio
+import itertools
 import json
 import time
 import uuid
@@ -237,7 +238,7 @@ async def test_restarting_one_shard_delays_only_its_rooms(sharded):
         own = probes["redis-2"].latencies_since(restarted)
         p99 = percentile(other, 0.99)
         arrivals = [a for a, _ in probes["redis-2"].heard if a > restarted]
-        silence = max((b - a for a, b in zip(arrivals, arrivals[1:], strict=False)), default=0)
+        silence = max((b - a for a, b in itertools.pairwise(arrivals)), default=0)
         print(
             f"\nredis-2 restarted: room on redis p99 {p99} s over {len(other)} messages; room "
             f"on redis-2: longest silence {silence:.2f} s, max latency {max(own, default=0):.2f} s"
