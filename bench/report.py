@@ -20,7 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SCENARIOS = ("fanout", "rate", "http", "idle", "idlecost", "scale")
+SCENARIOS = ("fanout", "rate", "http", "idle", "idlecost", "scale", "capacity")
 
 
 def load(scenario):
@@ -261,6 +261,64 @@ def report_http(rows):
     return "### http (wrk, room page /chat/lobby/)\n\n" + table(head, out)
 
 
+def report_capacity(rows):
+    """bench/run.py capacity: the data tier's unit costs, one row per run (docs/CAPACITY.md)."""
+    out = []
+    for r in rows:
+        load = f"{r['loadavg_start'][0]} → {r['loadavg_end'][0]}"
+        out.append(
+            [
+                r["session"],
+                r["measure"],
+                r["replicas"],
+                r["members"],
+                fmt(r.get("rate") or (r.get("publisher") or {}).get("published", 0) / 60),
+                fmt(r["stored"]),
+                fmt(r["publishes"]),
+                fmt(r["subscribers_per_channel"]),
+                f"{fmt(r['deliveries'])}/{fmt(r['expected'])}",
+                fmt(r["lost"]),
+                lat(p(r, "p99")),
+                fmt(r["stored_per_postgres_cpu_s"]),
+                fmt(r["ws_cpu_us_per_stored"]),
+                fmt(r["ws_cpu_us_per_delivery"]),
+                fmt(r["publishes_per_redis_cpu_s"]),
+                fmt(r["publishes_per_redis_runtime_s"]),
+                fmt(r["subscriber_deliveries_per_redis_cpu_s"]),
+                fmt(r["table_bytes_per_stored"]),
+                fmt(r["wal_bytes_per_stored"]),
+                load,
+                fmt(r.get("other_cpu_s")),
+                r["_src"],
+            ]
+        )
+    head = [
+        "session",
+        "measure",
+        "ws processes",
+        "sockets/room",
+        "msg/s",
+        "stored",
+        "PUBLISH",
+        "subscribers/channel",
+        "delivered/expected",
+        "lost",
+        "p99 ms",
+        "stored per Postgres CPU-s",
+        "ws µs per stored",
+        "ws µs per delivery",
+        "PUBLISH per Redis CPU-s",
+        "(schedstat)",
+        "subscriber deliveries per Redis CPU-s",
+        "table+index B/msg",
+        "WAL B/msg",
+        "load 1 min",
+        "other CPU-s",
+        "source",
+    ]
+    return "### capacity (data tier unit costs)\n\n" + table(head, out)
+
+
 def report_idle(rows, name):
     out = []
     for r in rows:
@@ -460,6 +518,7 @@ def main():
         "idle": lambda rs: report_idle(rs, "idle (one Daphne process)"),
         "idlecost": lambda rs: report_idle(rs, "idlecost (RSS per idle connection, by layer)"),
         "scale": report_scale,
+        "capacity": report_capacity,
     }
     for s in args.scenarios:
         if data.get(s):

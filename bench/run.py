@@ -541,6 +541,9 @@ def record(scenario, row):
     if row.get("stack", "").startswith("ours") and ARGS.variant:
         row["stack"] += "+" + ARGS.variant
     row["ours_env"] = ARGS.ours_env
+    for key, var in (("service", "BENCH_SERVICE"), ("service_rev", "BENCH_SERVICE_REV")):
+        if os.environ.get(var) and scenario != "idle":  # idle records them itself
+            row.setdefault(key, os.environ[var])
     if "nginx" in row or scenario in ("http", "scale"):
         row["nginx_impl"] = "product" if ARGS.product_nginx else "stand-in"
     with open(RESULTS / f"{scenario}.jsonl", "a") as f:
@@ -1013,6 +1016,16 @@ def loadavg():
     return Path("/proc/loadavg").read_text().split()[:3]
 
 
+def cpu_probe():
+    """CPU milliseconds of a fixed pure-Python loop: how much slower a CPU-second is right now
+    (other work shares the host's cores and caches; on the 2-vCPU VM of docs/CAPACITY.md it
+    varied from 51 to 91 ms in one afternoon)."""
+    t0, acc = time.process_time(), 0
+    for i in range(1_000_000):
+        acc += i * i % 7
+    return round((time.process_time() - t0) * 1000, 1)
+
+
 def data_tier(env, redis_port):
     """Messages stored, their table's bytes and the WAL position; Redis' PUBLISH count and CPU."""
     sql = (
@@ -1087,19 +1100,16 @@ def capacity_run(env, args, measure, replicas, run):
             publisher += ["--messages", str(messages), "--rate", str(rate)]
             publisher += ["--timeout", str(args.duration + 30)]
             argv += ["--exec", json.dumps(publisher)]
-        before, load0 = data_tier(env, info["redis_port"]), loadavg()
+        probe0, before, load0 = cpu_probe(), data_tier(env, info["redis_port"]), loadavg()
         res = wsload(argv, timeout, env=service_env)
         load1 = loadavg()
-        after = data_tier(env, info["redis_port"])
+        after, probe1 = data_tier(env, info["redis_port"]), cpu_probe()
     d = {k: after[k] - before[k] for k in before}
     cpu, runtime = res["server_cpu_s"], res["server_runtime_s"]
     numsub = (res.get("publisher") or {}).get("numsub_first_rooms") or [min(members, replicas)]
     subscribers = sum(numsub) / len(numsub)
-    extra = {
-        k: os.environ[e]
-        for k, e in (("service", "BENCH_SERVICE"), ("service_rev", "BENCH_SERVICE_REV"))
-        if os.environ.get(e)
-    }
+    ours = sum(cpu.values()) + res["client_cpu_s"]
+    ours += (res.get("publisher") or {}).get("publisher_cpu_s", 0)
     row = record(
         "capacity",
         {
@@ -1107,9 +1117,12 @@ def capacity_run(env, args, measure, replicas, run):
             "measure": measure,
             "replicas": replicas,
             "repeat": run,
-            **extra,
             "loadavg_start": load0,
             "loadavg_end": load1,
+            "cpu_probe_ms": [probe0, probe1],
+            # Machine CPU in the window not used by the servers, the client or the publisher: a
+            # hint of other work only (a guest's /proc/stat can undercount; it went negative once).
+            "other_cpu_s": round(res["machine_busy_cpu_s"] - ours, 2),
             "stored": d["rows"],
             "publishes": d["publishes"],
             "subscribers_per_channel": subscribers,
@@ -1136,7 +1149,8 @@ def capacity_run(env, args, measure, replicas, run):
         f"redis cpu={cpu['redis']} ({runtime['redis']}) -> stored/pg-cpu-s="
         f"{row['stored_per_postgres_cpu_s']} ws us/stored={row['ws_cpu_us_per_stored']} "
         f"publishes/redis-cpu-s={row['publishes_per_redis_cpu_s']} "
-        f"(runtime {row['publishes_per_redis_runtime_s']}) load {load0} -> {load1}"
+        f"(runtime {row['publishes_per_redis_runtime_s']}) load {load0} -> {load1} "
+        f"other cpu {row['other_cpu_s']} s, probe {probe0} {probe1} ms"
     )
 
 

@@ -80,6 +80,15 @@ def cpu_snapshot(pids):
     return {name: sum(proc_cpu(p) or 0.0 for p in plist) for name, plist in pids.items()}
 
 
+def machine_busy():
+    """CPU seconds the whole machine spent busy (all cores, /proc/stat), for what others used."""
+    with open("/proc/stat") as f:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(
+            int, f.readline().split()[1:9]
+        )
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
 def children(pid):
     """Every descendant PID (uWSGI workers, nginx workers, Postgres backends)."""
     out = []
@@ -752,6 +761,7 @@ def main_rooms(args, pids, trees):
             cpu_snapshot(pids),
             {k: sum(proc_runtime(p) for p in v) for k, v in pids.items()},
             {k: sum(tree_cpu(p) for p in v) for k, v in trees.items()},
+            {"machine": machine_busy()},
         )
 
     idle0 = snapshot()
@@ -800,11 +810,11 @@ def main_rooms(args, pids, trees):
     deliveries = sum(r["deliveries"] for r in results)
     lasts = [r["last"] for r in results if r["last"]]
     active_s = (max(lasts) - t0) if lasts else None
-    cpu, runtime, tree = (
-        {k: round(after[i][k] - before[i][k], 4) for k in before[i]} for i in range(3)
+    cpu, runtime, tree, machine = (
+        {k: round(after[i][k] - before[i][k], 4) for k in before[i]} for i in range(4)
     )
-    idle_cpu, idle_runtime, idle_tree = (
-        {k: round(before[i][k] - idle0[i][k], 4) for k in before[i]} for i in range(3)
+    idle_cpu, idle_runtime, idle_tree, idle_machine = (
+        {k: round(before[i][k] - idle0[i][k], 4) for k in before[i]} for i in range(4)
     )
 
     def agg(key):
@@ -852,7 +862,9 @@ def main_rooms(args, pids, trees):
                 },
                 "server_cpu_s": {**cpu, **tree},
                 "server_runtime_s": runtime,
+                "machine_busy_cpu_s": machine["machine"],
                 "idle_window_s": args.idle_window,
+                "idle_machine_busy_cpu_s": idle_machine["machine"],
                 "idle_server_cpu_s": {**idle_cpu, **idle_tree},
                 "idle_server_runtime_s": idle_runtime,
                 "client_cpu_s": round(sum(r["client_cpu_s"] for r in results), 3),
