@@ -1,18 +1,17 @@
-"""The one place the service reads its environment: typed, validated, loud about mistakes."""
+"""The one place the service reads its environment: typed, validated, loud about mistakes.
+
+What each variable is (type, defaults, bounds) is declared once in chatsite/config.py;
+Env.setting(name) reads a declared one with its declared default.
+"""
 
 import os
+from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-# Old name -> new name. Setting an old name stops the process and names the new one.
-RENAMED = {
-    "SECRET_KEY": "DJANGO_SECRET_KEY",
-    "ALLOWED_HOSTS": "DJANGO_ALLOWED_HOSTS",
-    "DEBUG": "DJANGO_DEBUG",
-    "CHANNEL_LAYER_BACKEND": "CHANNEL_LAYER",
-}
+from chatsite.config import DECLARED, RENAMED, REQUIRED, Ref
 
-REQUIRED = object()
+BASE_DIR = Path(__file__).resolve().parent.parent
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -86,6 +85,25 @@ class Env:
         if value not in choices:
             raise SettingError(f"{name} must be one of {', '.join(choices)}, found {value!r}")
         return value
+
+    def setting(self, name, production=False):
+        """The variable `name` as chatsite/config.py declares it, at this mode's default."""
+        declared = DECLARED.get(name)
+        if declared is None:
+            raise LookupError(f"expected {name} declared in chatsite/config.py, found nothing")
+        default = declared.default_in(production)
+        if isinstance(default, Ref):
+            default = self.setting(default.name, production)
+        elif isinstance(default, str):
+            default = default.replace("{BASE_DIR}", str(BASE_DIR))
+        kind = declared.kind
+        if kind == "choice":
+            return self.choice(name, declared.choices, default=default)
+        if kind in ("int", "float"):
+            return getattr(self, kind)(name, default, minimum=declared.minimum)
+        if kind == "list" and default is None:
+            return None if self.str(name, None) is None else self.list(name)
+        return getattr(self, kind)(name, default)
 
 
 env = Env()

@@ -15,7 +15,7 @@ duplicates); chat.management.commands.check_redis asks the servers themselves at
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from chatsite.env import REQUIRED, SettingError
+from chatsite.env import SettingError
 
 SENTINEL_PORT = 26379
 URL_SCHEMES = ("redis", "rediss", "unix")
@@ -142,17 +142,17 @@ def from_env(env, production):
             )
         return None
     if chosen == ["REDIS_URL"]:
-        return _url_shards("REDIS_URL", [env.str("REDIS_URL")])
+        return _url_shards("REDIS_URL", [env.setting("REDIS_URL", production)])
     if chosen == ["REDIS_URLS"]:
-        return _url_shards("REDIS_URLS", env.list("REDIS_URLS"))
-    sentinels = tuple(_address(a) for a in env.list("REDIS_SENTINELS"))
+        return _url_shards("REDIS_URLS", env.setting("REDIS_URLS", production))
+    sentinels = tuple(_address(a) for a in env.setting("REDIS_SENTINELS", production))
     _distinct("REDIS_SENTINELS", sentinels, show=lambda a: f"'{a[0]}:{a[1]}'")
-    names = env.list("REDIS_MASTER_NAME", ["chat"])
+    names = env.setting("REDIS_MASTER_NAME", production)
     if not names:
         raise SettingError("expected REDIS_MASTER_NAME to name a master, found nothing")
     _distinct("REDIS_MASTER_NAME", names, show=lambda n: repr(n))
-    password = env.str("REDIS_PASSWORD", REQUIRED if production else None)
-    sentinel_password = env.str("REDIS_SENTINEL_PASSWORD", password)
+    password = env.setting("REDIS_PASSWORD", production)
+    sentinel_password = env.setting("REDIS_SENTINEL_PASSWORD", production)  # default: password
     return [
         Shard(
             master_name=name,

@@ -1,5 +1,9 @@
 """Settings for every role of the chat service, read from the environment through chatsite.env.
 
+Each variable's type, bounds and defaults are declared once, in chatsite/config.py (docs:
+docs/configuration.md); `setting(name)` reads it. A variable that is not declared there cannot
+be read (and tests/lint/test_config.py finds any read that bypasses `setting`).
+
 DJANGO_ENV=development (the default) embeds SQLite and the in-memory channel layer so the chat runs
 with nothing but Python; DJANGO_ENV=production requires its secrets and services and stops at boot,
 naming the variable, when one is missing.
@@ -10,25 +14,25 @@ from pathlib import Path
 import dj_database_url
 
 from chatsite import redis_shards
-from chatsite.env import REQUIRED, SettingError, env
+from chatsite.env import SettingError, env
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env.check_renamed()
-DJANGO_ENV = env.choice("DJANGO_ENV", ["development", "production"], default="development")
+DJANGO_ENV = env.setting("DJANGO_ENV")
 PRODUCTION = DJANGO_ENV == "production"
 
 
-def dev_default(value):
-    """The value in development; no default (required) in production."""
-    return REQUIRED if PRODUCTION else value
+def setting(name):
+    """The variable `name` as chatsite/config.py declares it: type, bounds, this mode's default."""
+    return env.setting(name, PRODUCTION)
 
 
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", dev_default("development-only-insecure-key-" + "x" * 32))
-SECRET_KEY_FALLBACKS = env.list("DJANGO_SECRET_KEY_FALLBACKS", [])
-DEBUG = env.bool("DJANGO_DEBUG", not PRODUCTION)
-ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", dev_default(["localhost", "127.0.0.1", "[::1]"]))
-CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+SECRET_KEY = setting("DJANGO_SECRET_KEY")
+SECRET_KEY_FALLBACKS = setting("DJANGO_SECRET_KEY_FALLBACKS")
+DEBUG = setting("DJANGO_DEBUG")
+ALLOWED_HOSTS = setting("DJANGO_ALLOWED_HOSTS")
+CSRF_TRUSTED_ORIGINS = setting("DJANGO_CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
     "daphne",  # its runserver serves ASGI (HTTP + WebSocket) in development
@@ -68,19 +72,19 @@ TEMPLATES = [
 # Database: one URL. Development: a SQLite file next to manage.py.
 DATABASES = {
     "default": dj_database_url.parse(
-        env.str("DATABASE_URL", dev_default(f"sqlite:///{BASE_DIR / 'db.sqlite3'}")),
+        setting("DATABASE_URL"),
         # Production keeps connections for a minute: a new one per request or handshake cost 5x
         # the room page's throughput (docs/PERFORMANCE.md); health checks drop dead ones.
-        conn_max_age=env.int("DATABASE_CONN_MAX_AGE", 60 if PRODUCTION else 0, minimum=0),
+        conn_max_age=setting("DATABASE_CONN_MAX_AGE"),
         # A SELECT 1 round trip before each request's first query; off, a connection broken by a
         # Postgres restart fails one request per worker thread (503) and is then replaced.
-        conn_health_checks=env.bool("DATABASE_CONN_HEALTH_CHECKS", True),
+        conn_health_checks=setting("DATABASE_CONN_HEALTH_CHECKS"),
     )
 }
 if DATABASES["default"]["ENGINE"].endswith("postgresql"):
     # Fail fast when Postgres is down instead of hanging a worker for the OS default (minutes).
-    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env.int(
-        "DATABASE_CONNECT_TIMEOUT", 3, minimum=1
+    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = setting(
+        "DATABASE_CONNECT_TIMEOUT"
     )
 else:
     # IMMEDIATE: writers queue on SQLite's lock instead of failing with "database is locked".
@@ -93,16 +97,16 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Redis: one (REDIS_URL), shards (REDIS_URLS) or Sentinel groups (REDIS_SENTINELS +
 # REDIS_MASTER_NAME): chatsite/redis_shards.py, docs/operations.md "Redis high availability".
 REDIS_SHARDS = redis_shards.from_env(env, PRODUCTION)
-CHANNEL_LAYER = env.choice("CHANNEL_LAYER", ["pubsub", "core"], default="pubsub")
+CHANNEL_LAYER = setting("CHANNEL_LAYER")
 # Core layer only: how long a group membership lives in Redis. It must outlast the longest socket
 # (Daphne's --websocket_timeout), or long-lived clients silently stop receiving.
-CHANNEL_GROUP_EXPIRY = env.int("CHANNEL_GROUP_EXPIRY", 86400, minimum=60)
-CHANNEL_CAPACITY = env.int("CHANNEL_CAPACITY", 1000, minimum=10)
+CHANNEL_GROUP_EXPIRY = setting("CHANNEL_GROUP_EXPIRY")
+CHANNEL_CAPACITY = setting("CHANNEL_CAPACITY")
 # Seconds a Redis call may block before the sender is told its broadcast is delayed (pub/sub).
-REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", 1.0, minimum=0.1)
+REDIS_SOCKET_TIMEOUT = setting("REDIS_SOCKET_TIMEOUT")
 # redis-py's pool refuses a 101st concurrent call ("Too many connections"); a connect storm of
 # hundreds of sockets joins its groups at once.
-REDIS_MAX_CONNECTIONS = env.int("REDIS_MAX_CONNECTIONS", 1000, minimum=10)
+REDIS_MAX_CONNECTIONS = setting("REDIS_MAX_CONNECTIONS")
 if REDIS_SHARDS is None:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 elif CHANNEL_LAYER == "pubsub":
@@ -143,17 +147,17 @@ else:
 
 # The chat itself: limits and history (docs/protocol.md describes what clients see).
 CHAT = {
-    "MAX_ROOM_CHARS": env.int("CHAT_MAX_ROOM_CHARS", 200, minimum=1),
-    "MAX_MESSAGE_CHARS": env.int("CHAT_MAX_MESSAGE_CHARS", 2000, minimum=1),
-    "MAX_FRAME_BYTES": env.int("CHAT_MAX_FRAME_BYTES", 16384, minimum=64),
-    "RATE_PER_SECOND": env.float("CHAT_RATE_PER_SECOND", 10.0, minimum=0.01),
-    "RATE_BURST": env.int("CHAT_RATE_BURST", 30, minimum=1),
-    "HISTORY_ON_JOIN": env.int("CHAT_HISTORY_ON_JOIN", 50, minimum=0),
+    "MAX_ROOM_CHARS": setting("CHAT_MAX_ROOM_CHARS"),
+    "MAX_MESSAGE_CHARS": setting("CHAT_MAX_MESSAGE_CHARS"),
+    "MAX_FRAME_BYTES": setting("CHAT_MAX_FRAME_BYTES"),
+    "RATE_PER_SECOND": setting("CHAT_RATE_PER_SECOND"),
+    "RATE_BURST": setting("CHAT_RATE_BURST"),
+    "HISTORY_ON_JOIN": setting("CHAT_HISTORY_ON_JOIN"),
     # Messages per catch-up write: 100 x ~8 KB (2000 four-byte characters) stays under
     # WS_MAX_PENDING_BYTES, so a client resuming a long backlog is not taken for a slow reader.
-    "RESUME_BATCH": env.int("CHAT_RESUME_BATCH", 100, minimum=1),
-    "RETENTION_DAYS": env.int("CHAT_RETENTION_DAYS", 0, minimum=0),
-    "DRAIN_SECONDS": env.float("WS_DRAIN_SECONDS", 10.0, minimum=0),
+    "RESUME_BATCH": setting("CHAT_RESUME_BATCH"),
+    "RETENTION_DAYS": setting("CHAT_RETENTION_DAYS"),
+    "DRAIN_SECONDS": setting("WS_DRAIN_SECONDS"),
 }
 
 # The ws role's server (manage.py runws). Daphne pings idle sockets every PING_INTERVAL seconds:
@@ -161,23 +165,23 @@ CHAT = {
 # A socket lives at most WEBSOCKET_TIMEOUT seconds, never longer than a core-layer group
 # membership (CHANNEL_GROUP_EXPIRY), or it would stop receiving without noticing.
 WS_SERVER = {
-    "PING_INTERVAL": env.int("DAPHNE_PING_INTERVAL", 20, minimum=1),
-    "PING_TIMEOUT": env.int("DAPHNE_PING_TIMEOUT", 30, minimum=1),
-    "WEBSOCKET_TIMEOUT": env.int("DAPHNE_WEBSOCKET_TIMEOUT", CHANNEL_GROUP_EXPIRY, minimum=60),
-    "APPLICATION_CLOSE_TIMEOUT": env.int("DAPHNE_APPLICATION_CLOSE_TIMEOUT", 10, minimum=1),
+    "PING_INTERVAL": setting("DAPHNE_PING_INTERVAL"),
+    "PING_TIMEOUT": setting("DAPHNE_PING_TIMEOUT"),
+    "WEBSOCKET_TIMEOUT": setting("DAPHNE_WEBSOCKET_TIMEOUT"),  # default: CHANNEL_GROUP_EXPIRY
+    "APPLICATION_CLOSE_TIMEOUT": setting("DAPHNE_APPLICATION_CLOSE_TIMEOUT"),
     # Seconds an opening handshake may wait for the consumer (group join + a database read).
-    "HANDSHAKE_TIMEOUT": env.int("DAPHNE_HANDSHAKE_TIMEOUT", 20, minimum=1),
+    "HANDSHAKE_TIMEOUT": setting("DAPHNE_HANDSHAKE_TIMEOUT"),
     # Pending connections the kernel queues for Daphne (capped by net.core.somaxconn).
-    "LISTEN_BACKLOG": env.int("DAPHNE_LISTEN_BACKLOG", 1024, minimum=1),
+    "LISTEN_BACKLOG": setting("DAPHNE_LISTEN_BACKLOG"),
     # Hard cap enforced by Daphne itself (close 1009) before anything is buffered or parsed;
     # frames between CHAT_MAX_FRAME_BYTES and this get a friendlier error frame from the app.
-    "MAX_MESSAGE_BYTES": env.int("WS_MAX_MESSAGE_BYTES", 65536, minimum=1024),
+    "MAX_MESSAGE_BYTES": setting("WS_MAX_MESSAGE_BYTES"),
     # Output buffered for a client that does not read; beyond it the client is dropped and
     # resumes later from the database. Bounds a worker's memory per socket.
-    "MAX_PENDING_BYTES": env.int("WS_MAX_PENDING_BYTES", 1048576, minimum=65536),
+    "MAX_PENDING_BYTES": setting("WS_MAX_PENDING_BYTES"),
     # Seconds a client may keep more than half of that unsent (a catch-up waits for it there)
     # before it is dropped too: a reader slower than ~50 KB/s resumes later instead.
-    "SLOW_READER_SECONDS": env.float("WS_SLOW_READER_SECONDS", 10.0, minimum=1),
+    "SLOW_READER_SECONDS": setting("WS_SLOW_READER_SECONDS"),
 }
 if WS_SERVER["WEBSOCKET_TIMEOUT"] > CHANNEL_GROUP_EXPIRY:
     raise SettingError(
@@ -191,7 +195,7 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATIC_ROOT = env.str("DJANGO_STATIC_ROOT", str(BASE_DIR / "static"))
+STATIC_ROOT = setting("DJANGO_STATIC_ROOT")
 STORAGES = {
     "staticfiles": {
         # Hashed names: nginx can cache /static/ for a year and a deploy still busts the cache.
@@ -202,26 +206,20 @@ STORAGES = {
 }
 
 # Security. nginx terminates client connections and sets X-Forwarded-Proto; only it can reach us.
-CONTENT_SECURITY_POLICY = env.str(
-    "DJANGO_CSP",
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-)
+CONTENT_SECURITY_POLICY = setting("DJANGO_CSP")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", PRODUCTION)
-SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", PRODUCTION)
+SECURE_SSL_REDIRECT = setting("DJANGO_SECURE_SSL_REDIRECT")
+SESSION_COOKIE_SECURE = setting("DJANGO_SECURE_COOKIES")
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", 31536000 if PRODUCTION else 0, minimum=0)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
-SECURE_HSTS_PRELOAD = env.bool("DJANGO_HSTS_PRELOAD", False)
+SECURE_HSTS_SECONDS = setting("DJANGO_HSTS_SECONDS")
+SECURE_HSTS_INCLUDE_SUBDOMAINS = setting("DJANGO_HSTS_INCLUDE_SUBDOMAINS")
+SECURE_HSTS_PRELOAD = setting("DJANGO_HSTS_PRELOAD")
 
-LOG_FORMAT = env.choice("LOG_FORMAT", ["json", "text"], default="json" if PRODUCTION else "text")
-LOG_LEVEL = env.choice(
-    "LOG_LEVEL", ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], default="INFO"
-)
+LOG_FORMAT = setting("LOG_FORMAT")
+LOG_LEVEL = setting("LOG_LEVEL")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -241,7 +239,7 @@ LOGGING = {
 }
 
 # uWSGI/gunicorn run several processes; prometheus_client aggregates them through this directory.
-PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", None)
+PROMETHEUS_MULTIPROC_DIR = setting("PROMETHEUS_MULTIPROC_DIR")
 # Joining the browsers' HSTS preload list is hard to undo, so it is the operator's explicit choice
 # (DJANGO_HSTS_PRELOAD=true); until then `check --deploy` need not warn about it.
 SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
