@@ -1,7 +1,8 @@
 """The one functional check of the chat, run through the front door exactly as a user would.
 
-Every deployment tier calls `check_chat(base_url)`: the native processes (tests/native), the
-compose stack and Kubernetes. It fetches a room page (uWSGI behind nginx), opens several
+The tiers that run the product call `check_chat(base_url)`: the native processes (tests/native)
+and the container tiers (the compose stack, tests/stack). The Kubernetes render tier (tests/k8s)
+starts nothing and does not run it. It fetches a room page (uWSGI behind nginx), opens several
 WebSockets in that room (Daphne behind nginx) and shows one message reaching every one of them
 (through the Redis channel layer). The small helpers below are what scenario tests reuse.
 """

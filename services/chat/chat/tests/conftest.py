@@ -1,7 +1,8 @@
 """The service's test setup: Django on a real database, and channel layers on a real Redis.
 
 CHAT_TEST_DB=sqlite (default) or postgres picks the database for the whole run; the postgres run
-starts a throw-away cluster with initdb/pg_ctl. Consumer tests run on each channel layer kind.
+starts a throw-away cluster with initdb/pg_ctl. Consumer tests run on each channel layer kind,
+the product's own (chat.layers.ChatPubSubChannelLayer, the production default) among them.
 """
 
 import contextlib
@@ -73,12 +74,18 @@ LAYERS = {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {"hosts": [{"address": url}], "prefix": "test"},
     },
+    # What production runs (CHANNEL_LAYER=pubsub): channels_redis' pub/sub layer with local-only
+    # consumer channels, lean queues, blake2b sharding and the resync after a reconnect.
+    "ours": lambda url: {
+        "BACKEND": "chat.layers.ChatPubSubChannelLayer",
+        "CONFIG": {"hosts": [{"address": url}], "prefix": "test"},
+    },
 }
 
 
 @pytest.fixture(params=list(LAYERS))
 def layer(request, settings_override):
-    """Run the test on each channel layer kind: in-memory, Redis pub/sub, Redis core."""
+    """Run the test on each channel layer kind: in-memory, Redis pub/sub, Redis core, ours."""
     url = request.getfixturevalue("redis_url") if request.param != "memory" else None
     settings_override(
         CHANNEL_LAYERS={"default": LAYERS[request.param](url)}, REDIS_SHARDS=shards_at(url)

@@ -9,6 +9,9 @@ import websockets
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from chat.tests.live import start_runws
+from tests.servers import stop
+
 pytestmark = pytest.mark.timeout(240)
 
 json_values = st.recursive(
@@ -30,34 +33,8 @@ room_names = st.text(min_size=0, max_size=260)
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     """One runws process for the whole module (fuzzing needs many quick examples)."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from tests.servers import free_port, port_open, stop, wait_for
-
-    service = Path(__file__).resolve().parents[2]
     tmp = tmp_path_factory.mktemp("fuzz")
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    env.update(
-        DATABASE_URL=f"sqlite:///{tmp}/db.sqlite3",
-        CHAT_RATE_PER_SECOND="1000",
-        CHAT_RATE_BURST="1000",
-    )
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "-v0"], cwd=service, env=env, check=True
-    )
-    port = free_port()
-    log = tmp / "runws.log"
-    proc = subprocess.Popen(
-        [sys.executable, "manage.py", "runws", "--bind", "127.0.0.1", "--port", str(port)],
-        cwd=service,
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    wait_for(lambda: port_open(port), 20, f"runws on port {port}")
+    port, proc, log = start_runws(tmp, CHAT_RATE_PER_SECOND="1000", CHAT_RATE_BURST="1000")
     yield port, log
     stop(proc)
 

@@ -2,47 +2,30 @@
 
 import asyncio
 import json
-import os
 import re
 import signal
 import socket
 import sqlite3
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import websockets
 
-from tests.servers import free_port, port_open, stop, wait_for
+from chat.tests import live
+from tests.servers import port_open, stop, wait_for
 
-SERVICE = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(90)
 
 
 @pytest.fixture
 def start_runws(tmp_path):
-    """Start `manage.py runws` on a free port (SQLite, in-memory layer) with extra env."""
+    """Start `manage.py runws` (chat.tests.live) with a 4 s drain and extra env; stopped after."""
     procs = []
 
     def start(**extra):
-        env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-        env.update(DATABASE_URL=f"sqlite:///{tmp_path}/db.sqlite3", WS_DRAIN_SECONDS="4", **extra)
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "-v0"], cwd=SERVICE, env=env, check=True
-        )
-        port = free_port()
-        log = tmp_path / f"runws-{port}.log"
-        proc = subprocess.Popen(
-            [sys.executable, "manage.py", "runws", "--bind", "127.0.0.1", "--port", str(port)],
-            cwd=SERVICE,
-            env=env,
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
-        )
+        port, proc, log = live.start_runws(tmp_path, WS_DRAIN_SECONDS="4", **extra)
         procs.append(proc)
-        wait_for(lambda: port_open(port), 20, f"runws on port {port}")
         return port, proc, log
 
     yield start
@@ -80,7 +63,9 @@ def test_sigterm_drains_sockets_then_exits(runws):
         assert json.loads(await clients[-1].recv())["message"] == "before"
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        await asyncio.sleep(0.2)
+        await asyncio.to_thread(
+            wait_for, lambda: not port_open(port), 2, "runws to stop listening after SIGTERM"
+        )
         with pytest.raises(ConnectionRefusedError):
             await websockets.connect(url(port), origin=origin, open_timeout=2)
         codes = await asyncio.wait_for(asyncio.gather(*(closed(c) for c in clients)), 10)
@@ -95,20 +80,36 @@ def test_sigterm_drains_sockets_then_exits(runws):
 
 
 def test_frames_over_the_hard_cap_are_refused_by_daphne(runws):
-    """Beyond WS_MAX_MESSAGE_BYTES Daphne (autobahn) drops the connection (1009 or, as autobahn
-    does, a plain TCP close) before the app buffers or parses the frame."""
+    """A frame over CHAT_MAX_FRAME_BYTES reaches the app, which refuses it (an error frame, a
+    `frame_too_large` reject in the log); one over WS_MAX_MESSAGE_BYTES is dropped by Daphne
+    (autobahn) with the connection (1009 or, as autobahn does, a plain TCP close) before the app
+    buffers or parses it: no error frame, and no second reject before the app's disconnect."""
     port, _, log = runws
 
     async def scenario():
         async with websockets.connect(
             url(port), origin=f"http://127.0.0.1:{port}", max_size=None
         ) as ws:
+            await ws.send("x" * 20000)  # over CHAT_MAX_FRAME_BYTES (16384), under the cap (65536)
+            refused = json.loads(await asyncio.wait_for(ws.recv(), 5))
             await ws.send("x" * 70000)
-            return await closed(ws)
+            after = []
+            try:
+                while True:
+                    after.append(await asyncio.wait_for(ws.recv(), 10))
+            except websockets.ConnectionClosed as exc:
+                return refused, after, exc.rcvd.code if exc.rcvd else None
+            except TimeoutError:
+                return refused, after, "still open after 10 s"
 
-    assert asyncio.run(scenario()) in (1009, None)
+    refused, after, code = asyncio.run(scenario())
+    assert (refused["type"], refused["code"]) == ("error", "frame_too_large"), refused
+    assert after == [] and code in (1009, None), f"expected a bare close, found {after} {code}"
+    # Frames are handled in order: had the app seen the big one, its reject would come first.
+    wait_for(lambda: " disconnect " in log.read_text(), 10, "the app to log the disconnect")
     text = log.read_text()
-    assert "reject" not in text  # the application never saw the frame
+    rejects = [line for line in text.splitlines() if "frame_too_large" in line]
+    assert len(rejects) == 1, f"expected one reject (the 20 000-byte frame), found {rejects}"
     assert "Traceback" not in text
 
 
