@@ -9,7 +9,7 @@ class LeanQueue:
 
     asyncio.Queue carries three deques and an Event with a fourth, ~760 bytes each even when
     empty; each idle WebSocket holds two queues (Daphne's input, the channel layer's) for its
-    whole life: ~6 KB of 37 per socket (bench/variants/idle_patches.py). Items wait in a
+    whole life: ~6 KB of 37 per socket (docs/PERFORMANCE.md, "What was tuned"). Items wait in a
     deque only while there are any. A waiting get() is woken and then takes the item, so a get()
     cancelled after its wake-up loses nothing, as in asyncio.
     """

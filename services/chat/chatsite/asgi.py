@@ -24,7 +24,7 @@ from chat.routing import websocket_urlpatterns  # noqa: E402
 # Channels' own stack (ProtocolTypeRouter -> AllowedHostsOriginValidator -> URLRouter ->
 # as_asgi()) does the same, but each of those coroutines stays suspended for the socket's life
 # with its locals (the parsed Origin, a copy of the scope): 1.5 KB of every idle socket
-# (bench/variants/idle_patches.py). Here: the same origin check (Channels' validator, from
+# (docs/PERFORMANCE.md, "What was tuned"). Here: the same origin check (Channels' validator, from
 # ALLOWED_HOSTS), the same URL patterns, the same consumers, one coroutine.
 _origin = AllowedHostsOriginValidator(None)
 _routes = [(route.pattern, route.callback) for route in websocket_urlpatterns]

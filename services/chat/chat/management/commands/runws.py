@@ -70,7 +70,7 @@ class LeanWebSocketProtocol(WebSocketProtocol):
     """Daphne's WebSocket protocol without what an open socket never reads again.
 
     An idle socket cost 37 KB; most of it is state kept for the socket's life
-    (bench/variants/idle_patches.py):
+    (docs/PERFORMANCE.md, "What was tuned"):
     - autobahn copies ~45 factory settings onto every instance at connect unless the class has
       them: they are class attributes here (the same values, taken from the one factory);
     - the opening handshake (autobahn's raw request and parsed headers, Daphne's
