@@ -7,7 +7,7 @@ scenarios (issue 6):
   fanout   one room, 2 senders, 10/100/500/2000 receivers, as fast as the server takes it
   rate     500 receivers, 2000 deliveries/s for 60 s, through nginx (latency under load)
   idle     N idle WebSockets on one Daphne process, RSS per connection
-  idlecost RSS per idle connection layer by layer: bare ASGI, Channels, layer, auth, ours
+  idlecost RSS per idle connection: the tutorial baseline and ours
   http     the room page: nginx -> uWSGI (ours) vs Daphne (baseline), with wrk
   scale    1/2/4 ws replicas behind nginx, 500 receivers as fast as possible
   smoke    a 10-second check that every stack starts and relays
@@ -305,10 +305,10 @@ def ours_env(env, redis_port, layer, extra=None):
     return e
 
 
-# Named variants of our service: settings and bench/variants/runws_patched.py patches that
-# bench measured (docs/PERFORMANCE.md); "-tuned" is what we recommend for services/chat.
+# Named variants of our service: settings bench measured (docs/PERFORMANCE.md); "-tuned" is
+# what we recommend for services/chat. (The runws patches once measured here are in the product;
+# their copies: git show e19b588:bench/variants/runws_patched.py.)
 TUNED = {
-    "BENCH_PATCHES": "dispatch,nosession,loop",
     "DATABASE_CONN_MAX_AGE": "60",
     # redis-py's pool raises MaxConnectionsError past 100 connections; the core layer needs more
     # when many clients connect at once (each handshake runs a group_add).
@@ -338,17 +338,7 @@ def start_daphne(env, stack, redis_port, name, extra_env=None):
     else:
         layer, variant = stack_parts(stack)
         e = ours_env(env, redis_port, layer, {**variant, **(extra_env or {})})
-        if e.get("BENCH_PATCHES"):
-            argv = [
-                PY,
-                str(BENCH / "variants" / "runws_patched.py"),
-                "runws",
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ]
-        elif (SERVICE / "chat/management/commands/runws.py").exists():
+        if (SERVICE / "chat/management/commands/runws.py").exists():
             argv = [PY, "manage.py", "runws", "--bind", "127.0.0.1", "--port", str(port)]
         else:
             argv = [
@@ -817,17 +807,19 @@ def scenario_idle(env, args):
 
 
 def scenario_idlecost(env, args):
-    """Idle RSS per connection, layer by layer (bench/variants/idle_apps.py), then our service."""
+    """Idle RSS per connection: the tutorial baseline, then our service. (The layer-by-layer apps
+    once measured here: git show e19b588:bench/variants/idle_apps.py.)"""
     for app in args.apps:
         redis_port, _ = start_redis(env.procs)
         if app.startswith("ours"):
             port, pid = start_daphne(env, app, redis_port, app)
+        elif app != "baseline":
+            die(f"expected idlecost apps baseline or ours-*, found {app!r}")
         else:
             port = free_port()
             e = dict(
                 os.environ,
                 REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
-                PYTHONPATH=str(BENCH / "variants"),
                 PYTHONDONTWRITEBYTECODE="1",
                 BASELINE_DB=str(env.rundir / "baseline.sqlite3"),
             )
@@ -839,7 +831,7 @@ def scenario_idlecost(env, args):
                 str(port),
                 "-v",
                 "0",
-                f"idle_apps:{app}" if app != "baseline" else "mysite.asgi:application",
+                "mysite.asgi:application",
             ]
             pid = env.procs.start(app, argv, env=e, cwd=BASELINE, port=port).pid
         time.sleep(1)
@@ -866,8 +858,6 @@ def scenario_idlecost(env, args):
             ],
             args.timeout,
         )
-        if os.environ.get("BENCH_PATCHES") and not app.startswith("ours"):
-            res["patches"] = os.environ["BENCH_PATCHES"]  # bench/variants/idle_patches.py
         row = record("idlecost", {"stack": app, **res})
         log(f"idlecost {app}: {summary(row)}")
         env.procs.stop_all()
@@ -1201,7 +1191,7 @@ def main():
     )
     p.add_argument(
         "--apps",
-        default="bare,consumer,layer,auth,baseline,ours-pubsub,ours-pubsub-tuned",
+        default="baseline,ours-pubsub",
         type=lambda s: s.split(","),
         help="idlecost: apps",
     )
