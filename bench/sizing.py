@@ -34,22 +34,22 @@ def line(ref):
 # name: (results line, figure from it, what it is). Choices are explained in docs/CAPACITY.md.
 UNITS = {
     "ws_us_store": (
-        "capacity.jsonl:1",
+        "capacity.jsonl:26",
         lambda r: r["ws_cpu_us_per_stored"],
         "ws CPU per message sent (receive, store, publish, its own echo), µs",
     ),
     "pg_us_store": (
-        "capacity.jsonl:1",
+        "capacity.jsonl:26",
         lambda r: 1e6 / r["stored_per_postgres_cpu_s"],
         "Postgres CPU per stored message, µs",
     ),
     "table_bytes": (
-        "capacity.jsonl:1",
+        "capacity.jsonl:26",
         lambda r: r["table_bytes_per_stored"],
         "chat_message table + indexes per message of ~150 characters, bytes",
     ),
     "wal_bytes": (
-        "capacity.jsonl:1",
+        "capacity.jsonl:26",
         lambda r: r["wal_bytes_per_stored"],
         "WAL written per stored message, bytes",
     ),
