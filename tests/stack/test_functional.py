@@ -24,7 +24,9 @@ async def test_chat_through_nginx_reaches_clients_on_both_ws_replicas(stack):
 def test_room_page_is_served_by_the_uwsgi_web_role(stack):
     """Pages come from `web` (uWSGI processes): without it nginx answers 502, with it 200."""
     for container in stack.containers("web"):
-        top = stack.run("docker", "top", container).stdout
+        # ps truncates its output to 80 columns when not on a terminal, and pyuwsgi's command
+        # line starts "/opt/venv/bin/python /opt/venv/bin/uwsgi": ask for the full width.
+        top = stack.run("docker", "top", container, "-eo", "pid,args", "--width", "4096").stdout
         assert "uwsgi" in top, f"expected uWSGI processes in {container[:12]}, found:\n{top}"
     url = stack.base_url + "/chat/served-by-web/"
     assert http_get(url).status == 200
