@@ -2,7 +2,6 @@
 
 import asyncio
 import contextlib
-import functools
 import logging
 import math
 import time
@@ -11,16 +10,14 @@ from urllib.parse import parse_qs
 import orjson
 import redis.exceptions
 from autobahn.exception import Disconnected
-from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
-from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import DatabaseError
 
 from chat import lifecycle, metrics, protocol, rooms, store
 from chat.ratelimit import TokenBucket
+from chat.runtime.channels import LeanConsumerLoop
 
 logger = logging.getLogger("chat.ws")
 
@@ -32,7 +29,7 @@ messages_after = database_sync_to_async(store.after)
 OPEN = set()
 
 
-class ChatConsumer(AsyncJsonWebsocketConsumer):
+class ChatConsumer(LeanConsumerLoop, AsyncJsonWebsocketConsumer):
     """`/ws/chat/<room>/`: the tutorial's protocol plus ids, resume, and documented errors."""
 
     room = None
@@ -113,62 +110,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.send_stored(newest)
 
     async def __call__(self, scope, receive, send):
-        """Channels' AsyncConsumer.__call__ with one long-lived receive loop per source.
-
-        Channels' await_many_dispatch builds a Task and an asyncio.wait() for every message, which
-        was a large share of a fan-out's CPU (docs/PERFORMANCE.md, "loop"). Handlers still run
-        one at a time (the lock), each source in its own order, as Channels runs them. The client
-        is read in the task Daphne runs us in; only the channel layer gets a task of its own
-        (a task, its coroutine and an asyncio.wait() are ~2 KB of every idle socket).
-        """
-        self.scope = scope
-        self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        self.base_send = send
-        lock = asyncio.Lock()
-
-        async def pump(source):
-            while True:
-                message = await source()
-                async with lock:
-                    await self.dispatch(message)
-
-        layer_task = None
-        if self.channel_layer is not None:
-            self.channel_name = await self.channel_layer.new_channel()
-            self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
-            layer_task = asyncio.ensure_future(pump(self.channel_receive))
-            this = asyncio.current_task()
-            # An error in a layer handler ends the consumer, as in Channels.
-            layer_task.add_done_callback(
-                lambda done: done.cancelled() or done.exception() is None or this.cancel()
-            )
+        """The consumer's run (chat.runtime.channels: one receive loop per source, or Channels'
+        own with WS_RUNTIME_OVERRIDES=none), forgetting the connection however it ends."""
         try:
-            await pump(receive)
-        except StopConsumer:
-            pass
-        except asyncio.CancelledError:
-            if layer_task is not None and layer_task.done() and not layer_task.cancelled():
-                layer_task.result()  # raise the layer handler's error, not the cancel it caused
-            raise
+            await super().__call__(scope, receive, send)
         finally:
-            if layer_task is not None:
-                layer_task.cancel()
-                await asyncio.gather(layer_task, return_exceptions=True)
             # Daphne cancels an instance whose client left while it was busy (after
             # application_close_timeout); disconnect() never runs then, and the gauge and OPEN
             # (which a drain waits on) would keep a ghost for good.
             self._forget()
-
-    async def dispatch(self, message):
-        """Channels' dispatch without its per-message aclose_old_connections().
-
-        That is a thread hop for every frame and every delivery; our database calls go through
-        database_sync_to_async, which closes stale connections itself around each call.
-        """
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"no handler for message type {message['type']}")
-        await handler(message)
 
     def _forget(self):
         """Stop counting this connection as open; safe to call twice."""

@@ -31,3 +31,9 @@ DEPENDENCY_UP = Gauge(
 DRAINING = Gauge(
     "chat_draining", "1 while this process drains for shutdown", multiprocess_mode="max"
 )
+RUNTIME_OVERRIDE = Gauge(
+    "chat_runtime_override_active",
+    "1 if the runtime override (chat/runtime/, WS_RUNTIME_OVERRIDES) is active in this process",
+    ["name"],
+    multiprocess_mode="max",
+)

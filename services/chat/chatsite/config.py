@@ -425,6 +425,15 @@ SECTIONS = (
             S("WS_SLOW_READER_SECONDS", "float", 10.0,
               "Seconds a client may keep over half of WS_MAX_PENDING_BYTES unsent.",
               (SERVICE,), minimum=1),
+            S("WS_RUNTIME_OVERRIDES", "str", "all",
+              "all, none, or a comma list of the overrides of Daphne/autobahn/Twisted/Channels/"
+              "channels_redis internals to keep (services/chat/chat/runtime/).",
+              (SERVICE,),
+              note="The ws role's overrides of upstream internals (services/chat/chat/runtime/, "
+              "docs/PERFORMANCE.md \"Runtime overrides\"): all (default), none (stock Daphne, "
+              "autobahn, Twisted, Channels, channels_redis: more CPU and memory per socket, same "
+              "protocol), or a comma list of names such as twisted.write_now,channels.dispatch. "
+              "For a dependency security release that breaks one, drop just that one."),
             S("WS_PORT", "int", 8000,
               "The ws role's port: WebSockets, /healthz, /readyz and /metrics.",
               (WS,), set_by=PORTS),

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dj_database_url
 
+from chat import runtime
 from chatsite import redis_shards
 from chatsite.env import SettingError, env
 
@@ -183,6 +184,12 @@ WS_SERVER = {
     # before it is dropped too: a reader slower than ~50 KB/s resumes later instead.
     "SLOW_READER_SECONDS": setting("WS_SLOW_READER_SECONDS"),
 }
+# The ws role's overrides of upstream internals (chat/runtime/): all, none, or a list of names.
+WS_RUNTIME_OVERRIDES = setting("WS_RUNTIME_OVERRIDES")
+try:
+    runtime.set_enabled(runtime.parse(WS_RUNTIME_OVERRIDES))
+except ValueError as exc:
+    raise SettingError(str(exc)) from None
 if WS_SERVER["WEBSOCKET_TIMEOUT"] > CHANNEL_GROUP_EXPIRY:
     raise SettingError(
         f"DAPHNE_WEBSOCKET_TIMEOUT ({WS_SERVER['WEBSOCKET_TIMEOUT']}) must not exceed "

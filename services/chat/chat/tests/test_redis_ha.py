@@ -13,11 +13,18 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from chat import health
+from chat import health, runtime
 from chatsite.redis_shards import Shard
 from tests.servers import Redis, sentinel_group
 
 from .wsclient import Client
+
+
+def needs(override):
+    """Skip where WS_RUNTIME_OVERRIDES turned `override` off: what the test shows is its gain."""
+    return pytest.mark.skipif(
+        not runtime.enabled(override), reason=f"runtime override {override} is off"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +94,7 @@ def test_check_redis_fails_when_no_sentinel_resolves(settings_override):
     assert "sentinel-1.invalid:26379 does not resolve" in str(error.value)
 
 
+@needs("channels_redis.resync")
 async def test_failover_moves_the_room_to_the_new_primary(group, settings_override):
     """SIGKILL the primary: the replica is promoted, the room's subscription follows it with no
     restart, messages sent during the outage reach the peer without any later message (the
@@ -149,6 +157,7 @@ def two_shards(tmp_path):
         server.stop()
 
 
+@needs("channels_redis.shard_hash")
 async def test_rooms_spread_over_shards_and_a_lost_shard_delays_only_its_rooms(
     two_shards, settings_override
 ):

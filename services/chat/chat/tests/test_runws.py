@@ -186,7 +186,7 @@ def test_listen_backlog_takes_a_reconnect_wave(start_runws):
 def test_frames_are_stamped_on_arrival():
     """runws stamps each client frame as it is queued for the consumer, which charges its rate
     limit at that time, not when it gets to the frame (RELIABILITY F11)."""
-    from chat.management.commands.runws import ArrivalStampedQueue
+    from chat.runtime.daphne import ArrivalStampedQueue
 
     async def scenario():
         queue = ArrivalStampedQueue()

@@ -3,169 +3,23 @@
 import daphne.server  # noqa: F401, I001 - installs Twisted's asyncio reactor; must come first
 
 import asyncio
-import functools
 import logging
 import resource
 import signal
 import time
 
 from daphne.endpoints import build_endpoint_description_strings
-from daphne.server import Server
-from daphne.ws_protocol import WebSocketProtocol
 from django.conf import settings
-from django.core.management.base import BaseCommand
-from twisted.internet import reactor, task, tcp
+from django.core.management.base import BaseCommand, CommandError
+from twisted.internet import reactor, task
 
-from chat import metrics
+from chat import metrics, runtime
 from chat.drain import drain
-from chat.queues import LeanQueue
+from chat.runtime import twisted as runtime_twisted
+from chat.runtime.daphne import DrainableServer
+from chat.runtime.twisted import pending_bytes
 
 logger = logging.getLogger("chat.ws")
-
-
-_buffered_write = tcp.Connection.write
-
-
-def write_now(self, data):
-    """Twisted's TCP write, but sent at once when nothing is queued, as asyncio's own transports
-    do. Twisted queues every write and registers the socket for writing, then unregisters it
-    once sent: two epoll_ctl calls and a loop callback per frame, about a quarter of a fan-out's
-    CPU (docs/PERFORMANCE.md, "What was tuned"). What the kernel does not take is queued as before.
-    """
-    if data and self.connected and not self._writeDisconnected and not self._tempDataLen:
-        if self.offset == len(self.dataBuffer):
-            sent = self.writeSomeData(data)
-            if isinstance(sent, int) and sent > 0:
-                if sent == len(data):
-                    return
-                data = data[sent:]
-    _buffered_write(self, data)
-
-
-class ArrivalStampedQueue(LeanQueue):
-    """An application's input queue that stamps each client frame with its arrival time.
-
-    The consumer charges its rate limit at arrival, not when it gets to the frame: frames that
-    waited behind a blocked consumer (Redis paused) are not refused afterwards as a burst.
-    """
-
-    __slots__ = ()
-
-    def put_nowait(self, item):
-        if item.get("type") == "websocket.receive":
-            item["received_at"] = time.monotonic()
-        super().put_nowait(item)
-
-
-class _SendQueue(list):
-    """autobahn's send_queue, which holds frames only during a chopped or synced send."""
-
-    __slots__ = ()
-
-    def popleft(self):
-        return self.pop(0)
-
-
-class LeanWebSocketProtocol(WebSocketProtocol):
-    """Daphne's WebSocket protocol without what an open socket never reads again.
-
-    An idle socket cost 37 KB; most of it is state kept for the socket's life
-    (docs/PERFORMANCE.md, "What was tuned"):
-    - autobahn copies ~45 factory settings onto every instance at connect unless the class has
-      them: they are class attributes here (the same values, taken from the one factory);
-    - the opening handshake (autobahn's raw request and parsed headers, Daphne's
-      ConnectionRequest and Deferreds, Twisted's HTTP request kept by the HTTP channel, which stays
-      the transport's producer) is dropped once the socket is open; Daphne's access log reads only
-      request.path, which is kept;
-    - autobahn's send_queue is a list instead of an (empty, 760-byte) deque.
-    """
-
-    _config_from = None
-
-    def _connectionMade(self):
-        cls = type(self)
-        if cls._config_from is not self.factory:
-            for name in self.CONFIG_ATTRS:
-                value = getattr(self.factory, name)
-                # a function setting (perMessageCompressionAccept) must not become a method
-                setattr(cls, name, staticmethod(value) if callable(value) else value)
-            cls._config_from = self.factory
-        super()._connectionMade()
-        self.send_queue = _SendQueue(self.send_queue)
-
-    def onOpen(self):
-        super().onOpen()
-        self.request = _RequestPath(self.request.path)
-        self.application_deferred = None
-        for name in ("http_request_data", "http_headers", "http_status_line"):
-            self.__dict__.pop(name, None)
-        http_channel = getattr(self.transport, "producer", None)
-        if http_channel is not None and hasattr(http_channel, "requests"):
-            http_channel.requests.clear()
-
-
-class _RequestPath:
-    __slots__ = ("path",)
-
-    def __init__(self, path):
-        self.path = path
-
-
-class DrainableServer(Server):
-    """Daphne's server, keeping its listening ports so a drain can close them."""
-
-    @property
-    def ws_factory(self):
-        return self._ws_factory
-
-    @ws_factory.setter
-    def ws_factory(self, factory):
-        # Daphne.run() builds the factory; every socket's protocol comes from it.
-        factory.protocol = LeanWebSocketProtocol
-        self._ws_factory = factory
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.ports = []
-
-    def listen_success(self, port):
-        super().listen_success(port)
-        self.ports.append(port)
-        return port
-
-    def create_application(self, protocol, scope):
-        """Daphne's create_application, with a stamping queue and the socket's backlog in scope.
-
-        `chat.pending_bytes` lets a consumer wait for a slow reader between catch-up batches
-        instead of writing the whole backlog into memory (docs/RELIABILITY.md, F10).
-        """
-        assert "application_instance" not in self.connections[protocol]
-        input_queue = ArrivalStampedQueue()
-        scope.setdefault("asgi", {"version": "3.0"})
-        scope["chat.pending_bytes"] = functools.partial(protocol_pending_bytes, protocol)
-        instance = self.application(
-            scope=scope,
-            receive=input_queue.get,
-            send=functools.partial(self.handle_reply, protocol),
-        )
-        if protocol not in self.connections:
-            return None
-        self.connections[protocol]["application_instance"] = asyncio.ensure_future(instance)
-        return input_queue
-
-
-def pending_bytes(transport):
-    """Bytes Twisted holds for a socket that the kernel would not take yet (a slow reader)."""
-    buffered = len(getattr(transport, "dataBuffer", b"")) - getattr(transport, "offset", 0)
-    return buffered + getattr(transport, "_tempDataLen", 0)
-
-
-def protocol_pending_bytes(protocol):
-    """Unsent bytes of a connection's socket; 0 once it is gone."""
-    transport = getattr(protocol, "transport", None)
-    if transport is None or getattr(transport, "disconnected", False):
-        return 0
-    return pending_bytes(transport)
 
 
 def shed_slow_readers(server, limit, patience, now=time.monotonic):
@@ -206,6 +60,35 @@ def shed_slow_readers(server, limit, patience, now=time.monotonic):
             transport.abortConnection()
 
 
+def start_runtime_overrides():
+    """Check the enabled runtime overrides against the installed libraries, export the gauge,
+    log which are active; stop the boot if one no longer fits (chat/runtime/)."""
+    broken = {
+        name: problems
+        for name, problems in runtime.check().items()
+        if name == "always" or runtime.enabled(name)
+    }
+    if broken:
+        lines = [f"  {name}: {p}" for name, problems in broken.items() for p in problems]
+        raise CommandError(
+            "runtime overrides do not fit the installed libraries "
+            f"({runtime.versions()}; written against {runtime.WRITTEN_AGAINST}):\n"
+            + "\n".join(lines)
+            + "\nSet WS_RUNTIME_OVERRIDES to a list without them (or none), or pin the versions "
+            "they were written against (services/chat/requirements.in)."
+        )
+    active = runtime.active()
+    for name, value in active.items():
+        metrics.RUNTIME_OVERRIDE.labels(name=name).set(value)
+    on = [name for name, value in active.items() if value]
+    off = [name for name, value in active.items() if not value]
+    logger.info(
+        "runtime overrides",
+        extra={"event": "runtime_overrides", "active": on, "inactive": off},
+    )
+    return f"{len(on)} of {len(active)} active" + (f" (off: {', '.join(off)})" if off else "")
+
+
 def raise_open_files_limit():
     """Lift the soft limit on open files to the hard one; return the new soft limit.
 
@@ -228,6 +111,7 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000)
 
     def handle(self, *args, bind, port, **options):
+        active = start_runtime_overrides()
         from chatsite.asgi import application
 
         ws = settings.WS_SERVER
@@ -271,11 +155,12 @@ class Command(BaseCommand):
         ).start(1.0, now=False)
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-        tcp.Connection.write = write_now  # this process only serves Daphne's sockets
+        runtime_twisted.install()  # process-wide: this process only serves Daphne's sockets
         files = raise_open_files_limit()
         self.stdout.write(
             f"ws: Daphne on {bind}:{port}, drain {seconds:g} s on SIGTERM, {files} open files",
             ending="\n",
         )
+        self.stdout.write(f"ws: runtime overrides: {active}", ending="\n")
         self.stdout.flush()
         server.run()
