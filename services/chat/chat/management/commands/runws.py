@@ -78,15 +78,55 @@ def start_runtime_overrides():
             "they were written against (services/chat/requirements.in)."
         )
     active = runtime.active()
-    for name, value in active.items():
-        metrics.RUNTIME_OVERRIDE.labels(name=name).set(value)
-    on = [name for name, value in active.items() if value]
     off = [name for name, value in active.items() if not value]
-    logger.info(
-        "runtime overrides",
-        extra={"event": "runtime_overrides", "active": on, "inactive": off},
+    return f"{len(active) - len(off)} of {len(active)} switched on" + (
+        f" (off: {', '.join(off)})" if off else ""
     )
-    return f"{len(on)} of {len(active)} active" + (f" (off: {', '.join(off)})" if off else "")
+
+
+def overrides_in_effect(server, application):
+    """{name: 1 or 0}: each override as found in the running process (not only the switch)."""
+    from channels.layers import get_channel_layer
+    from channels.routing import ProtocolTypeRouter
+
+    from chat.consumers import ChatConsumer
+    from chat.runtime.autobahn import LeanWebSocketProtocol
+    from chat.runtime.channels import LeanConsumerLoop
+    from chat.runtime.channels_redis import ChatPubSubChannelLayer
+
+    on = runtime.enabled
+    factory = getattr(server, "_ws_factory", None)
+    lean_loop = issubclass(ChatConsumer, LeanConsumerLoop)
+    ours = isinstance(get_channel_layer(), ChatPubSubChannelLayer)
+    found = {
+        "twisted.write_now": runtime_twisted.installed(),
+        "autobahn.lean_protocol": factory is not None and factory.protocol is LeanWebSocketProtocol,
+        "daphne.create_application": isinstance(server, DrainableServer)
+        and on("daphne.create_application"),
+        "channels.consumer_loop": lean_loop and on("channels.consumer_loop"),
+        "channels.dispatch": lean_loop and on("channels.dispatch"),
+        "channels.router": not isinstance(application, ProtocolTypeRouter)
+        and on("channels.router"),
+    }
+    for name in runtime.NAMES:
+        if name.startswith("channels_redis."):
+            found[name] = ours and on(name)
+    return {name: int(bool(found[name])) for name in runtime.NAMES}
+
+
+def report_overrides(server, application):
+    """Log the overrides in effect and set chat_runtime_override_active (once serving)."""
+    found = overrides_in_effect(server, application)
+    for name, value in found.items():
+        metrics.RUNTIME_OVERRIDE.labels(name=name).set(value)
+    logger.info(
+        "runtime overrides in effect",
+        extra={
+            "event": "runtime_overrides",
+            "active": [n for n, v in found.items() if v],
+            "inactive": [n for n, v in found.items() if not v],
+        },
+    )
 
 
 def raise_open_files_limit():
@@ -156,6 +196,7 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         runtime_twisted.install()  # process-wide: this process only serves Daphne's sockets
+        reactor.callWhenRunning(report_overrides, server, application)
         files = raise_open_files_limit()
         self.stdout.write(
             f"ws: Daphne on {bind}:{port}, drain {seconds:g} s on SIGTERM, {files} open files",
