@@ -280,6 +280,9 @@ def ours_env(env, redis_port, layer, extra=None):
         # Load runs: 2 senders send far above the per-connection default (10/s, burst 30).
         CHAT_RATE_PER_SECOND="1000000",
         CHAT_RATE_BURST="1000000",
+        # ...and every sender is one client address (127.0.0.1).
+        CHAT_ADDRESS_RATE_PER_SECOND="1000000",
+        CHAT_ADDRESS_RATE_BURST="1000000",
         # Plain-HTTP loopback benchmark: no HTTPS redirect (nginx would terminate TLS).
         DJANGO_SECURE_SSL_REDIRECT="false",
         DJANGO_STATIC_ROOT=str(env.rundir / "static"),
@@ -480,8 +483,11 @@ def start_product_nginx(env, ws_port, web_port, web_proto):
         WS_UPSTREAM=f"127.0.0.1:{ws_port}",
         HTTP_SERVER="uwsgi" if web_proto == "uwsgi" else "gunicorn",
         NGINX_RESOLVER="127.0.0.1",
-        # Load from one client address: the abuse limits (100 sockets, 20 pages/s) are raised.
+        # Load from one client address: the abuse limits (100 sockets, 10 handshakes/s, 20
+        # pages/s) are raised.
         NGINX_WS_CONN_PER_IP="20000",
+        NGINX_WS_HANDSHAKES_PER_SEC="100000",
+        NGINX_WS_HANDSHAKE_BURST="100000",
         NGINX_REQ_PER_SEC="100000",
         NGINX_REQ_BURST="100000",
     )

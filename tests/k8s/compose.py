@@ -127,9 +127,33 @@ def merged_services(*paths):
     return _resolve(merged, env)
 
 
+def scheduled(path=ROOT / "compose.yaml"):
+    """Services that run a command every N seconds (`--every N`): Kubernetes CronJobs."""
+    return {n: s for n, s in services(path).items() if "--every" in (s.get("command") or [])}
+
+
+def every(service):
+    """(the command run once, without --every N and --touch FILE; N) of a scheduled service."""
+    command, once, seconds = list(service["command"]), [], None
+    while command:
+        arg = command.pop(0)
+        if arg == "--every":
+            seconds = int(command.pop(0))
+        elif arg == "--touch":
+            command.pop(0)
+        else:
+            once.append(arg)
+    return once, seconds
+
+
 def long_running(path=ROOT / "compose.yaml"):
-    """The services compose keeps running (not the one-shot `restart: "no"` jobs)."""
-    return {n: s for n, s in services(path).items() if s.get("restart") != "no"}
+    """The services compose keeps running (not the one-shot `restart: "no"` jobs, nor the
+    scheduled ones, which Kubernetes runs as CronJobs)."""
+    return {
+        n: s
+        for n, s in services(path).items()
+        if s.get("restart") != "no" and n not in scheduled(path)
+    }
 
 
 def one_shot(path=ROOT / "compose.yaml"):

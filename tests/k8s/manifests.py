@@ -13,7 +13,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ("staging", "production")
-WORKLOADS = ("Deployment", "StatefulSet", "Job")
+WORKLOADS = ("Deployment", "StatefulSet", "Job", "CronJob")
 SCHEMAS = Path(__file__).parent / "schemas"
 # Kinds defined by CRDs, absent from kubernetes-validate's built-in schemas: validated against
 # the upstream CRDs' own schemas made strict (tests/k8s/schemas/from_crd.py; each file's
@@ -125,12 +125,19 @@ def workloads(docs):
 
 def workload(docs, name):
     (found,) = [d for d in workloads(docs) if d["metadata"]["name"] == name] or [None]
-    assert found, f"expected a Deployment, StatefulSet or Job named {name}, found none"
+    assert found, f"expected a Deployment, StatefulSet, Job or CronJob named {name}, found none"
     return found
 
 
+def pod_template(doc):
+    """The pod template of a workload (a CronJob's is inside its jobTemplate)."""
+    if doc["kind"] == "CronJob":
+        return doc["spec"]["jobTemplate"]["spec"]["template"]
+    return doc["spec"]["template"]
+
+
 def pod_spec(doc):
-    return doc["spec"]["template"]["spec"]
+    return pod_template(doc)["spec"]
 
 
 def containers(doc, init=True):

@@ -117,6 +117,29 @@ def test_https_only(rendered, overlay):
     assert int(config["DJANGO_HSTS_SECONDS"]) >= 31536000
 
 
+LIMITS = (
+    "NGINX_WS_CONN_PER_IP",
+    "NGINX_WS_HANDSHAKES_PER_SEC",
+    "NGINX_WS_HANDSHAKE_BURST",
+    "NGINX_REQ_PER_SEC",
+    "NGINX_REQ_BURST",
+)
+
+
+def test_gateway_keeps_per_client_limits(rendered):
+    """Behind the Gateway nginx takes client addresses from the Gateway's X-Forwarded-For
+    (NGINX_TRUSTED_PROXIES set) and keeps compose's per-address limits: no blanket ceiling
+    (the 20 000 sockets and 1 000 requests/s it used to set for everyone together)."""
+    from chatsite.config import DECLARED, text
+
+    base = manifests.generated(rendered["staging"], "ConfigMap", "nginx-env")["data"]
+    for overlay in ("production", "production-cert-manager"):
+        nginx_env = manifests.generated(rendered[overlay], "ConfigMap", "nginx-env")["data"]
+        assert nginx_env["NGINX_TRUSTED_PROXIES"], overlay
+        for name in LIMITS:
+            assert nginx_env[name] == base[name] == text(DECLARED[name].default), (overlay, name)
+
+
 def test_https_only_check_sees_a_plain_route(rendered):
     """The check above is not vacuous: the app's route without its sectionName (so on every
     listener, HTTP included), or a LoadBalancer Service, is reported."""
@@ -151,6 +174,7 @@ def test_loadbalancer_alternative(rendered):
     assert nginx_env["NGINX_TLS"] == "on"
     assert nginx_env["NGINX_TRUST_FORWARDED_PROTO"] == "false"
     assert nginx_env["NGINX_PUBLIC_HTTPS_PORT"] == "443"
+    assert nginx_env["NGINX_TRUSTED_PROXIES"] == ""  # the peer is the client: believe no header
     volumes = manifests.pod_spec(manifests.one(docs, "Deployment", "nginx"))["volumes"]
     (tls,) = [v for v in volumes if v["name"] == "tls"]
     assert tls["secret"]["secretName"] == "chat-tls"

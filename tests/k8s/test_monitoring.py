@@ -70,7 +70,7 @@ def pod_monitors(docs):
             w
             for w in manifests.workloads(docs)
             if manifests.selects(
-                monitor["spec"]["selector"], w["spec"]["template"]["metadata"]["labels"]
+                monitor["spec"]["selector"], manifests.pod_template(w)["metadata"]["labels"]
             )
         ]
         assert len(selected) == 1, f"PodMonitor {monitor['metadata']['name']} selects {selected}"

@@ -57,9 +57,10 @@ ALLOWED = [
     ("ws", "redis", 6379),
     ("ws", "postgres", 5432),
     ("migrate", "postgres", 5432),
+    ("prune", "postgres", 5432),
     ("prometheus", "web", 8081),
     ("prometheus", "ws", 8000),
-    *[(pod, "dns", 53) for pod in ("nginx", "web", "ws", "migrate", "redis", "postgres")],
+    *[(pod, "dns", 53) for pod in ("nginx", "web", "ws", "migrate", "prune", "redis", "postgres")],
 ]
 DENIED = [
     ("outside", "web", 8000),
@@ -67,6 +68,9 @@ DENIED = [
     ("outside", "redis", 6379),
     ("outside", "postgres", 5432),
     ("outside", "nginx", 9113),  # only nginx's listening port is open
+    ("outside", "nginx", 8082),  # nginx's internal listener (/nginx-status) is not routed
+    ("prune", "redis", 6379),
+    ("prune", "outside", 443),
     ("nginx", "redis", 6379),
     ("nginx", "postgres", 5432),
     ("nginx", "web", 8081),  # probes and metrics are not nginx's business
@@ -150,7 +154,7 @@ def endpoints(docs):
         found[doc["metadata"]["name"]] = {
             "ours": True,
             "namespace": ns_labels,
-            "labels": doc["spec"]["template"]["metadata"]["labels"],
+            "labels": manifests.pod_template(doc)["metadata"]["labels"],
             "ports": ports,
         }
     return found

@@ -16,6 +16,7 @@ ROOT = manifests.ROOT
 SERVICES = compose.services()
 LONG_RUNNING = sorted(compose.long_running())
 ONE_SHOT = sorted(compose.one_shot())
+SCHEDULED = sorted(compose.scheduled())
 # Variables only Kubernetes has, and why. Anything else must be compose's.
 K8S_ONLY = {
     "nginx": {
@@ -37,6 +38,7 @@ def test_compose_is_read():
     """The helper finds compose's services and interpolates them (no vacuous pass)."""
     assert {"nginx", "web", "ws", "redis", "postgres"} <= set(LONG_RUNNING)
     assert ONE_SHOT == ["migrate"]
+    assert SCHEDULED == ["prune"]
     assert SERVICES["web"]["image"] == "chatstack/chat:latest"
     env = compose.environment(SERVICES["web"])
     assert env["DATABASE_URL"] == "postgres://chat:$(POSTGRES_PASSWORD)@postgres:5432/chat"
@@ -56,6 +58,21 @@ def test_long_running_service_has_workload_and_service(rendered, name):
 def test_one_shot_service_is_a_job(rendered, name):
     """Each one-shot compose service (restart: "no") is a Job of the same name."""
     assert k8s(rendered, name)["kind"] == "Job"
+
+
+CRON_HOURLY = re.compile(r"[0-5]?\d \* \* \* \*")
+
+
+@pytest.mark.parametrize("name", SCHEDULED)
+def test_scheduled_service_is_a_cronjob(rendered, name):
+    """A compose service that runs its command every N seconds (`--every N`) is a CronJob of the
+    same name running that command once, on the same period (hourly), one run at a time."""
+    doc = k8s(rendered, name)
+    assert doc["kind"] == "CronJob"
+    once, seconds = compose.every(SERVICES[name])
+    assert manifests.main_container(doc)["args"] == once
+    assert seconds == 3600 and CRON_HOURLY.fullmatch(doc["spec"]["schedule"]), doc["spec"]
+    assert doc["spec"]["concurrencyPolicy"] == "Forbid"
 
 
 def test_no_component_that_compose_lacks(rendered):
@@ -82,6 +99,8 @@ def test_same_command(rendered, name):
     command = SERVICES[name].get("command")
     if isinstance(command, str):
         command = shlex.split(command)
+    if name in SCHEDULED:  # the CronJob runs it once per period
+        command = compose.every(SERVICES[name])[0]
     assert "command" not in container
     assert container.get("args") == command
 
@@ -211,7 +230,10 @@ def k8s_checks(container):
     return checks
 
 
-@pytest.mark.parametrize("name", sorted(n for n in SERVICES if "healthcheck" in SERVICES[n]))
+# A CronJob has no probes: its health is each run's exit code (compose's loop touches a file).
+@pytest.mark.parametrize(
+    "name", sorted(n for n in SERVICES if "healthcheck" in SERVICES[n] and n not in SCHEDULED)
+)
 def test_health_check_is_a_probe(rendered, name):
     """A probe checks exactly what compose's healthcheck checks (same port and path, or command)."""
     assert compose_check(name) in k8s_checks(manifests.main_container(k8s(rendered, name)))

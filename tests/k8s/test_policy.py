@@ -41,9 +41,10 @@ def all_containers(docs):
 def test_long_running_containers_have_probes(rendered, render):
     """Every container of a Deployment or StatefulSet has readiness and liveness probes; the
     slow starters (Django under uWSGI or Daphne, Postgres) a startup probe as well. Init
-    containers and the migrate Job run to completion: their exit code is their health."""
+    containers, the migrate Job and the prune CronJob run to completion: their exit code is
+    their health."""
     for doc in manifests.workloads(rendered[render]):
-        if doc["kind"] == "Job":
+        if doc["kind"] in ("Job", "CronJob"):
             continue
         for container in manifests.pod_spec(doc)["containers"]:
             where = f"{doc['metadata']['name']}/{container['name']}"

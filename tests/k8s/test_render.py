@@ -62,11 +62,12 @@ def test_kubectl_has_kustomize_v5():
 
 @pytest.mark.parametrize("render", RENDERS)
 def test_renders_the_whole_stack(rendered, render):
-    """Each kustomization renders every compose component plus the namespace: a workload each,
-    or for postgres in production a CloudNativePG Cluster or the managed database's name."""
+    """Each kustomization renders every compose component plus the namespace: a workload each
+    (prune's a CronJob), or for postgres in production a CloudNativePG Cluster or the managed
+    database's name."""
     docs = rendered[render]
     names = {d["metadata"]["name"] for d in manifests.workloads(docs)}
-    stack = {"nginx", "web", "ws", "migrate", "redis", "postgres"}
+    stack = {"nginx", "web", "ws", "migrate", "prune", "redis", "postgres"}
     if render in POSTGRES_ELSEWHERE:
         assert names == stack - {"postgres"}
         if POSTGRES_ELSEWHERE[render] == "Cluster":

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from chatsite.config import DECLARED
 from tests.monitoring.promql import exported_samples, metric_names
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -134,15 +135,21 @@ def test_overlay_runs_prometheus_hardened_and_reachable():
 
 
 def test_nginx_exporter_reads_the_stub_status_location():
-    """The exporter's scrape URI is a `location = PATH { stub_status; }` in nginx/conf."""
+    """The exporter's scrape URI is a `location = PATH { stub_status; }` of nginx's internal
+    listener (server-status.conf, NGINX_STATUS_PORT), which compose does not publish; no other
+    nginx file has it, so the public ports do not serve the counters."""
     command = compose_services("compose.monitoring.yaml")["nginx-exporter"]["command"]
     (uri,) = [a.split("=", 1)[1] for a in command if a.startswith("--nginx.scrape-uri=")]
-    match = re.fullmatch(r"http://nginx:8080(/[\w-]+)", uri)
-    assert match, f"expected http://nginx:8080/<path>, found {uri}"
-    location = re.compile(r"location = " + re.escape(match[1]) + r" \{([^}]*)\}")
-    blocks = [
-        block
+    match = re.fullmatch(r"http://nginx:(\d+)(/[\w-]+)", uri.split()[0])
+    status_port = DECLARED["NGINX_STATUS_PORT"].default
+    assert match and int(match[1]) == status_port, f"expected :{status_port}, found {uri}"
+    location = re.compile(r"location = " + re.escape(match[2]) + r" \{([^}]*)\}")
+    found = {
+        conf.name
         for conf in sorted((ROOT / "nginx/conf").iterdir())
         for block in location.findall(conf.read_text())
-    ]
-    assert any("stub_status;" in b for b in blocks), f"expected stub_status at {match[1]} in nginx"
+        if "stub_status;" in block
+    }
+    assert found == {"server-status.conf.template"}, f"expected stub_status there only: {found}"
+    published = compose_services("compose.yaml")["nginx"]["ports"]
+    assert not [p for p in published if str(p).endswith(f":{status_port}")], published

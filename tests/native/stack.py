@@ -218,7 +218,7 @@ class Stack:
 
     def nginx(self, name, web, ws, http_server="uwsgi", **extra):
         """start-nginx (not yet started) in front of `web` and `ws` (Procs or host:port)."""
-        port = servers.free_port()
+        port, status_port = servers.free_port(), servers.free_port()
         run_dir = self.root / name
         run_dir.mkdir()
         run_dir.chmod(0o755)  # workers (`nobody`) read the rendered files and write temp dirs
@@ -228,6 +228,7 @@ class Stack:
             "NGINX_RUN_DIR": str(run_dir),
             "NGINX_STATIC_ROOT": str(self.static),
             "NGINX_PORT": str(port),
+            "NGINX_STATUS_PORT": str(status_port),  # the internal listener
             "WEB_UPSTREAM": web if isinstance(web, str) else f"127.0.0.1:{web.port}",
             "WS_UPSTREAM": ws if isinstance(ws, str) else f"127.0.0.1:{ws.port}",
             "HTTP_SERVER": http_server,
@@ -237,6 +238,7 @@ class Stack:
         proc = Proc(self._name(name), ["sh", START_NGINX], env, self.logs, port=port)
         proc.run_dir = run_dir
         proc.base_url = f"http://127.0.0.1:{port}"
+        proc.status_url = f"http://127.0.0.1:{status_port}"
         proc.ready_url = f"{proc.base_url}/nginx-health"
         return proc
 

@@ -171,8 +171,8 @@ def test_oversize_request_body_is_refused_with_413(topo, size, refused):
 
 async def test_functional_check_over_tls(topo, spawn):
     """NGINX_TLS=on with scripts/tls-cert's certificate: the check passes over https and wss,
-    the page carries HSTS, and plain HTTP redirects to HTTPS but for nginx's own health check
-    and the counters the exporter reads (http://nginx:8080/nginx-status)."""
+    the page carries HSTS, and plain HTTP redirects to HTTPS but for nginx's own health check;
+    the counters the exporter reads are on the internal listener only (NGINX_STATUS_PORT)."""
     tls = topo.stack.root / "tls"
     env = {**topo.stack.env, "TLS_DIR": str(tls), "ENV_FILE": "/dev/null"}
     made = subprocess.run(
@@ -203,8 +203,14 @@ async def test_functional_check_over_tls(topo, spawn):
     assert (plain.status, plain.headers.get("Location")) == (301, f"{base}/chat/?x=1"), (
         f"expected a 301 to {base}/chat/?x=1, found {plain.status} {plain.headers.get('Location')}"
     )
-    for path, says in (("/nginx-health", "ok"), ("/nginx-status", "Active connections")):
-        internal = get(front.base_url + path)
+    for url, says in (
+        (front.base_url + "/nginx-health", "ok"),
+        (front.status_url + "/nginx-status", "Active connections"),
+    ):
+        internal = get(url)
         assert (internal.status, says in internal.text) == (200, True), (
-            f"expected 200 with {says!r} over plain HTTP at {path}, found {internal.status}"
+            f"expected 200 with {says!r} over plain HTTP at {url}, found {internal.status}"
         )
+    for public in (front.base_url, base):
+        status = get(public + "/nginx-status", ssl_context=context).status
+        assert status in (301, 404), f"expected no counters at {public}, found {status}"

@@ -45,6 +45,10 @@ class Stack:
             "NGINX_WS_CONN_PER_IP": "2000",
             "NGINX_REQ_PER_SEC": "1000",
             "NGINX_REQ_BURST": "1000",
+            "NGINX_WS_HANDSHAKES_PER_SEC": "1000",
+            "NGINX_WS_HANDSHAKE_BURST": "2000",
+            "CHAT_ADDRESS_RATE_PER_SECOND": "100000",
+            "CHAT_ADDRESS_RATE_BURST": "100000",
             "WS_DRAIN_SECONDS": "5",
         }
 

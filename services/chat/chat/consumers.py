@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from chat import lifecycle, metrics, protocol, rooms, store
-from chat.ratelimit import TokenBucket
+from chat.ratelimit import ADDRESSES, TokenBucket, take_all
 from chat.runtime.channels import LeanConsumerLoop
 
 logger = logging.getLogger("chat.ws")
@@ -97,6 +97,10 @@ class ChatConsumer(LeanConsumerLoop, AsyncJsonWebsocketConsumer):
         await self.accept()
         self.room, self.group = name, group
         self.bucket = TokenBucket(settings.CHAT["RATE_PER_SECOND"], settings.CHAT["RATE_BURST"])
+        # The client's address as nginx saw it (X-Forwarded-For, which nginx sets to it): all
+        # of its sockets in this process share one budget too (chat.ratelimit).
+        self.address = (self.scope.get("client") or ("?",))[0]
+        self.address_bucket = ADDRESSES.acquire(self.address)
         self.rate_strikes = 0
         OPEN.add(self)
         metrics.CONNECTIONS.inc()
@@ -124,6 +128,7 @@ class ChatConsumer(LeanConsumerLoop, AsyncJsonWebsocketConsumer):
         """Stop counting this connection as open; safe to call twice."""
         if self in OPEN:
             OPEN.discard(self)
+            ADDRESSES.release(self.address)
             metrics.CONNECTIONS.dec()
 
     async def disconnect(self, code):
@@ -194,7 +199,7 @@ class ChatConsumer(LeanConsumerLoop, AsyncJsonWebsocketConsumer):
             await self.close_with(protocol.CLOSE_INTERNAL, "internal error", room=self.room)
 
     async def _receive(self, text):
-        wait = self.bucket.take(now=self.received_at)
+        wait = take_all((self.bucket, self.address_bucket), now=self.received_at)
         if wait:
             self.rate_strikes += 1
             if self.rate_strikes > settings.CHAT["RATE_BURST"]:

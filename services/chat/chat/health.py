@@ -1,9 +1,11 @@
 """/healthz, /readyz and /metrics, served by both the WSGI and the ASGI side."""
 
+import contextlib
 import functools
+import time
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from prometheus_client import (
@@ -36,6 +38,24 @@ def _redis(shard):
 def _check_database():
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
+
+
+DATABASE_SIZE_EVERY = 60  # seconds: pg_database_size walks the database's files
+_database_size_read = [float("-inf")]  # when this process last read it (monotonic)
+
+
+def database_size():
+    """Update chat_database_size_bytes (Postgres only), at most once a minute per process: the
+    figure behind the DatabaseDiskFilling alert. Errors leave the last value (and
+    chat_dependency_up reports the database)."""
+    now = time.monotonic()
+    if connection.vendor != "postgresql" or now - _database_size_read[0] < DATABASE_SIZE_EVERY:
+        return
+    _database_size_read[0] = now
+    # A scrape must still answer when Postgres does not; PostgresUnreachable says why.
+    with contextlib.suppress(DatabaseError), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_database_size(current_database())")
+        chat_metrics.DATABASE_SIZE.set(cursor.fetchone()[0])
 
 
 def _outcome(check, *args):
@@ -93,6 +113,7 @@ def readyz(request):
 def metrics(request):
     """Prometheus text format; aggregated over worker processes when they share a directory."""
     dependency_checks()  # so chat_dependency_up is fresh at every scrape
+    database_size()
     if settings.PROMETHEUS_MULTIPROC_DIR:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)

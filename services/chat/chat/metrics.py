@@ -31,6 +31,11 @@ DEPENDENCY_UP = Gauge(
 DRAINING = Gauge(
     "chat_draining", "1 while this process drains for shutdown", multiprocess_mode="max"
 )
+DATABASE_SIZE = Gauge(
+    "chat_database_size_bytes",
+    "pg_database_size of the chat's Postgres database, read at most once a minute per process",
+    multiprocess_mode="mostrecent",
+)
 RUNTIME_OVERRIDE = Gauge(
     "chat_runtime_override_active",
     "1 if the runtime override (chat/runtime/, WS_RUNTIME_OVERRIDES) is active in this process",

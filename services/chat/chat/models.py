@@ -2,11 +2,14 @@ from django.db import models
 
 
 class Room(models.Model):
-    """A chat room; `last_id` hands out the per-room message ids, under a row lock."""
+    """A chat room, created by its first stored message; `last_id` hands out the per-room
+    message ids, under a row lock."""
 
     name = models.CharField(max_length=200, unique=True)
     last_id = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
+    # When retention deleted its last message; such a room is deleted later (store.prune).
+    emptied_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self):
         return self.name

@@ -15,8 +15,10 @@ from chat.runtime.channels import websocket_router  # noqa: E402
 # scope["user"] or scope["session"], yet the session wrapper ran on every frame sent: without it a
 # fan-out took about a tenth less CPU (docs/PERFORMANCE.md, "nosession"). Add it back with the first
 # consumer that needs a user.
-# Channels' own stack (ProtocolTypeRouter -> AllowedHostsOriginValidator -> URLRouter ->
-# as_asgi()) keeps a coroutine per layer suspended for the socket's life; the runtime override
+# Origins: chat.origins.OriginCheck, not Channels' AllowedHostsOriginValidator, which compares
+# host names only (a page on any port of an allowed host could open a socket): scheme, host and
+# port must match. Channels' stack (ProtocolTypeRouter -> OriginCheck -> URLRouter -> as_asgi())
+# keeps a coroutine per layer suspended for the socket's life; the runtime override
 # channels.router (chat/runtime/channels.py) does the same origin check and routing in one
-# coroutine; WS_RUNTIME_OVERRIDES=none builds Channels' own stack.
+# coroutine; WS_RUNTIME_OVERRIDES=none builds the stack.
 application = websocket_router(django_asgi_app, websocket_urlpatterns)

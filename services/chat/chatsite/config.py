@@ -136,7 +136,7 @@ TLS_FILES = "the image; compose mounts TLS_DIR there, Kubernetes the Secret chat
 PORTS = "the image (its ports are in compose's health checks, nginx's upstreams, k8s Services)"
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
 
 # One call per variable, laid out as a table: edit a default in place.
@@ -213,9 +213,18 @@ SECTIONS = (
               note="Host names the site answers to (comma list); add your domain. WebSocket "
               "origins must match."),
             S("DJANGO_CSRF_TRUSTED_ORIGINS", "list", (),
-              "Origins allowed to POST, e.g. https://chat.example.org (comma list).",
+              "Origins allowed to POST, e.g. https://chat.example.org (comma list); WebSocket "
+              "pages too.",
               (SERVICE,),
               note="Origins allowed to POST, e.g. https://chat.example.org (comma list)."),
+            S("CHAT_ALLOWED_ORIGINS", "list", (),
+              "Origins (scheme://host[:port]) whose pages may open the WebSocket; empty: the "
+              "page's own origin on an allowed host, and DJANGO_CSRF_TRUSTED_ORIGINS.",
+              (SERVICE,),
+              note="Pages that may open the WebSocket, compared as scheme, host and port "
+              "(comma list, e.g. https://chat.example.org). Empty: a page of the site itself "
+              "(the origin it was requested at, on a DJANGO_ALLOWED_HOSTS host) and "
+              "DJANGO_CSRF_TRUSTED_ORIGINS; set: these and DJANGO_CSRF_TRUSTED_ORIGINS only."),
         ),
     ),
     Section(
@@ -505,24 +514,49 @@ SECTIONS = (
               "Messages per second a connection may send (token bucket rate).",
               (SERVICE,), minimum=0.01),
             S("CHAT_RATE_BURST", "int", 30, "The token bucket's size.", (SERVICE,), minimum=1),
+            S("CHAT_ADDRESS_RATE_PER_SECOND", "float", 30.0,
+              "Messages per second all of one client address's sockets may send together (per "
+              "ws process).",
+              (SERVICE,), minimum=0.01,
+              note="All sockets of one client address together (as nginx saw it, after "
+              "NGINX_TRUSTED_PROXIES), per ws process: without it one address could send "
+              "NGINX_WS_CONN_PER_IP x CHAT_RATE_PER_SECOND messages a second."),
+            S("CHAT_ADDRESS_RATE_BURST", "int", 90, "That token bucket's size.",
+              (SERVICE,), minimum=1),
             S("CHAT_HISTORY_ON_JOIN", "int", 50,
               "Messages the room page shows, and the most a socket's ?history= gets.",
               (SERVICE,), minimum=0),
             S("CHAT_RESUME_BATCH", "int", 100,
               "Messages per catch-up write for a client resuming with ?after=.",
               (SERVICE,), minimum=1),
-            S("CHAT_RETENTION_DAYS", "int", 0,
+            S("CHAT_RETENTION_DAYS", "int", 30,
               "Days of history `manage.py prune_messages` keeps (0: forever).",
               (SERVICE,), minimum=0,
-              note="Days of history to keep (0 = forever); `manage.py prune_messages` deletes "
-              "older messages."),
+              note="Days of history to keep (0 = forever, and storage grows without bound). "
+              "`manage.py prune_messages` deletes older messages, then rooms left empty; "
+              "compose's service `prune` runs it hourly, Kubernetes the CronJob `prune`."),
         ),
     ),
     Section(
         "nginx",
-        "nginx: per-client-address limits (behind another proxy, all clients share its address).",
+        "nginx: per-client-address limits. Behind a proxy or load balancer that does not keep "
+        "client addresses, list its addresses in NGINX_TRUSTED_PROXIES: nginx then takes the "
+        "client's from X-Forwarded-For (docs/operations.md, \"Client addresses and limits\").",
         (
+            S("NGINX_TRUSTED_PROXIES", "list", (),
+              "Addresses or CIDRs of proxies in front of nginx whose X-Forwarded-For is believed "
+              "(comma list); empty: none, the peer's address counts.",
+              (NGINX,),
+              note="Proxies in front of nginx (comma list of addresses or CIDRs, e.g. a "
+              "Gateway's pod network): their X-Forwarded-For names the client. Empty: no "
+              "header is believed, the connection's own address is the client's."),
             S("NGINX_WS_CONN_PER_IP", "int", 100, "Open WebSockets per client address.", (NGINX,)),
+            S("NGINX_WS_HANDSHAKES_PER_SEC", "int", 10,
+              "WebSocket handshakes per second per client address (429 beyond the burst).",
+              (NGINX,), minimum=1),
+            S("NGINX_WS_HANDSHAKE_BURST", "int", 100,
+              "Handshakes a client address may make at once above that rate.",
+              (NGINX,), minimum=0),
             S("NGINX_REQ_PER_SEC", "int", 20, "Page requests per second per client address.",
               (NGINX,)),
             S("NGINX_REQ_BURST", "int", 40, "Requests a client may exceed that rate by.",
@@ -532,6 +566,10 @@ SECTIONS = (
               (NGINX,),
               note="true only when a TLS-terminating proxy in front sets X-Forwarded-Proto."),
             S("NGINX_PORT", "int", 8080, "nginx's plain HTTP port inside its container.",
+              (NGINX,), set_by=PORTS),
+            S("NGINX_STATUS_PORT", "int", 8082,
+              "nginx's internal port for /nginx-status and /nginx-health: never published or "
+              "routed.",
               (NGINX,), set_by=PORTS),
             S("WEB_UPSTREAM", "str", "web:8000", "Where nginx finds the web role.",
               (NGINX,), set_by="compose's service names; Kubernetes fully qualified names"),

@@ -34,6 +34,8 @@ SECRET_KEY_FALLBACKS = setting("DJANGO_SECRET_KEY_FALLBACKS")
 DEBUG = setting("DJANGO_DEBUG")
 ALLOWED_HOSTS = setting("DJANGO_ALLOWED_HOSTS")
 CSRF_TRUSTED_ORIGINS = setting("DJANGO_CSRF_TRUSTED_ORIGINS")
+# Pages that may open the WebSocket (chat.origins: scheme, host and port).
+CHAT_ALLOWED_ORIGINS = setting("CHAT_ALLOWED_ORIGINS")
 
 INSTALLED_APPS = [
     "daphne",  # its runserver serves ASGI (HTTP + WebSocket) in development
@@ -153,6 +155,9 @@ CHAT = {
     "MAX_FRAME_BYTES": setting("CHAT_MAX_FRAME_BYTES"),
     "RATE_PER_SECOND": setting("CHAT_RATE_PER_SECOND"),
     "RATE_BURST": setting("CHAT_RATE_BURST"),
+    # All sockets of one client address together, per ws process (chat.ratelimit.ADDRESSES).
+    "ADDRESS_RATE_PER_SECOND": setting("CHAT_ADDRESS_RATE_PER_SECOND"),
+    "ADDRESS_RATE_BURST": setting("CHAT_ADDRESS_RATE_BURST"),
     "HISTORY_ON_JOIN": setting("CHAT_HISTORY_ON_JOIN"),
     # Messages per catch-up write: 100 x ~8 KB (2000 four-byte characters) stays under
     # WS_MAX_PENDING_BYTES, so a client resuming a long backlog is not taken for a slow reader.

@@ -23,24 +23,25 @@ channels.dispatch
     from dispatch/__call__: the source digests below fail the check when that lands.
 
 channels.router
-    Replaces: Channels' stack ProtocolTypeRouter -> AllowedHostsOriginValidator -> URLRouter ->
-    as_asgi() with one coroutine doing the same: each of those coroutines stays suspended for the
-    socket's life with its locals (the parsed Origin, a copy of the scope): 1.5 KB of every idle
-    socket (docs/PERFORMANCE.md, "What was tuned"). The origin check is Channels' own
-    (`OriginValidator.valid_origin`, from ALLOWED_HOSTS), the URL patterns and consumers the same.
+    Replaces: Channels' stack ProtocolTypeRouter -> OriginCheck -> URLRouter -> as_asgi() with
+    one coroutine doing the same: each of those coroutines stays suspended for the socket's life
+    with its locals (a copy of the scope): 1.5 KB of every idle socket (docs/PERFORMANCE.md,
+    "What was tuned"). The origin check is the chat's own (chat.origins: scheme, host and port),
+    the URL patterns and consumers the same.
     Saves: ~1.5 KB per idle socket (`python bench/run.py idlecost`).
     Off: chatsite.asgi builds Channels' own stack.
 """
 
 import asyncio
 import functools
-from urllib.parse import urlparse
 
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.layers import get_channel_layer
-from channels.security.websocket import AllowedHostsOriginValidator, WebsocketDenier
+from channels.security.websocket import WebsocketDenier
 
+from chat import origins
+from chat.origins import OriginCheck
 from chat.runtime import Hook, Override, enabled
 
 
@@ -102,35 +103,24 @@ class LeanConsumerLoop:
 
 
 def websocket_router(http_app, websocket_urlpatterns):
-    """The ASGI application: HTTP to `http_app`; a WebSocket, if its Origin is one of
-    ALLOWED_HOSTS, to its consumer. One coroutine (channels.router) or Channels' own stack."""
+    """The ASGI application: HTTP to `http_app`; a WebSocket, if its Origin is allowed
+    (chat.origins), to its consumer. One coroutine (channels.router) or Channels' own stack."""
     if not enabled("channels.router"):
         from channels.routing import ProtocolTypeRouter, URLRouter
 
         return ProtocolTypeRouter(
             {
                 "http": http_app,
-                "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
+                "websocket": OriginCheck(URLRouter(websocket_urlpatterns)),
             }
         )
 
-    origin = AllowedHostsOriginValidator(None)
     routes = [(route.pattern, route.callback) for route in websocket_urlpatterns]
-
-    def origin_allowed(scope):
-        # as channels 4.3.2 OriginValidator.__call__
-        for name, value in scope.get("headers", ()):
-            if name == b"origin":
-                try:
-                    return origin.valid_origin(urlparse(value.decode("latin1")))
-                except UnicodeDecodeError:
-                    break
-        return origin.valid_origin(None)
 
     async def application(scope, receive, send):
         if scope["type"] != "websocket":
             return await http_app(scope, receive, send)
-        if not origin_allowed(scope):
+        if not origins.allowed(scope):  # the same check as OriginCheck above
             return await WebsocketDenier()(scope, receive, send)
         path = scope["path"].lstrip("/")
         for pattern, app in routes:
@@ -178,18 +168,9 @@ OVERRIDES = (
     Override(
         name="channels.router",
         library="channels",
-        replaces="ProtocolTypeRouter/AllowedHostsOriginValidator/URLRouter/as_asgi coroutines",
+        replaces="ProtocolTypeRouter/OriginCheck/URLRouter/as_asgi coroutines",
         saves="~1.5 KB per idle socket (docs/PERFORMANCE.md, 'What was tuned')",
         hooks=(
-            Hook(
-                "channels.security.websocket:OriginValidator.__call__",
-                ("self", "scope", "receive", "send"),
-                "0b82a945801a5ca2",
-            ),
-            Hook(
-                "channels.security.websocket:OriginValidator.valid_origin",
-                ("self", "parsed_origin"),
-            ),
             Hook("channels.security.websocket:WebsocketDenier"),
             Hook(
                 "channels.routing:URLRouter.__call__",

@@ -34,7 +34,13 @@ room_names = st.text(min_size=0, max_size=260)
 def live(tmp_path_factory):
     """One runws process for the whole module (fuzzing needs many quick examples)."""
     tmp = tmp_path_factory.mktemp("fuzz")
-    port, proc, log = start_runws(tmp, CHAT_RATE_PER_SECOND="1000", CHAT_RATE_BURST="1000")
+    port, proc, log = start_runws(
+        tmp,
+        CHAT_RATE_PER_SECOND="1000",
+        CHAT_RATE_BURST="1000",
+        CHAT_ADDRESS_RATE_PER_SECOND="1000",  # every example comes from 127.0.0.1
+        CHAT_ADDRESS_RATE_BURST="1000",
+    )
     yield port, log
     stop(proc)
 

@@ -145,7 +145,11 @@ def test_a_slow_reader_is_dropped_not_buffered_forever(start_runws):
     a reading client in the same room keeps receiving everything, and the database has what the
     slow one missed (it resumes with ?after=<id>)."""
     port, proc, log = start_runws(
-        WS_MAX_PENDING_BYTES="65536", CHAT_RATE_PER_SECOND="100000", CHAT_RATE_BURST="100000"
+        WS_MAX_PENDING_BYTES="65536",
+        CHAT_RATE_PER_SECOND="100000",
+        CHAT_RATE_BURST="100000",
+        CHAT_ADDRESS_RATE_PER_SECOND="100000",
+        CHAT_ADDRESS_RATE_BURST="100000",
     )
     slow = silent_socket(port, "/ws/chat/slow/")
 

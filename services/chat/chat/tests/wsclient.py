@@ -13,11 +13,15 @@ def path_for(room, query=""):
 
 
 class Client:
-    def __init__(self, room, query="", origin="http://localhost", path=None):
-        headers = [(b"host", b"localhost")]
+    def __init__(
+        self, room, query="", origin="http://localhost", path=None, host="localhost", client=None
+    ):
+        headers = [(b"host", host.encode())] if host else []
         if origin:
             headers.append((b"origin", origin.encode()))
         self.comm = WebsocketCommunicator(application, path or path_for(room, query), headers)
+        if client is not None:  # the (address, port) Daphne puts in the scope
+            self.comm.scope["client"] = client
 
     async def __aenter__(self):
         self.connected, self.subprotocol = await self.comm.connect(timeout=5)
