@@ -234,3 +234,20 @@ async def test_sockets_of_one_address_share_a_message_budget(chat_limits):
         await other.send("still served")
         assert (await other.recv())["message"] == "still served"
     assert await Message.objects.acount() == 5
+
+
+# -- database size, for the disk alert -------------------------------------------------------------
+
+
+def test_metrics_export_the_database_size(postgres):
+    """/metrics on Postgres: chat_database_size_bytes is pg_database_size of the chat database
+    (what DatabaseDiskFilling compares with the volume), a positive number of bytes."""
+    from chat import health
+
+    health._database_size_read[0] = float("-inf")  # read now, whatever an earlier scrape did
+    text = HttpClient().get("/metrics").content.decode()
+    (line,) = [ln for ln in text.splitlines() if ln.startswith("chat_database_size_bytes ")]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_database_size(current_database())")
+        actual = cursor.fetchone()[0]
+    assert 0 < float(line.split()[1]) <= actual * 1.5, (line, actual)
