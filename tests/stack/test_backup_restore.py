@@ -1,5 +1,7 @@
 """scripts/backup -> wipe -> scripts/restore: the message history comes back row for row."""
 
+import stat
+
 from tests.functional import Client, unique_room
 
 HISTORY = (
@@ -18,10 +20,16 @@ async def test_backup_wipe_restore_round_trip(stack, tmp_path):
     before = stack.psql(HISTORY)
     assert room in before and before.count("\n") >= 4
 
-    stack.env["BACKUP_DIR"] = str(tmp_path)
+    # A folder that exists world-readable: the backup makes it private, the dump 0600.
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    backups.chmod(0o755)
+    stack.env["BACKUP_DIR"] = str(backups)
     out = stack.script("backup").stdout
-    dumps = sorted(tmp_path.glob("chat-*.dump"))
-    assert len(dumps) == 1, f"expected one dump in {tmp_path}, found {dumps}: {out}"
+    dumps = sorted(backups.glob("chat-*.dump"))
+    assert len(dumps) == 1, f"expected one dump in {backups}, found {dumps}: {out}"
+    modes = (stat.S_IMODE(backups.stat().st_mode), stat.S_IMODE(dumps[0].stat().st_mode))
+    assert modes == (0o700, 0o600), f"expected a 0700 folder and a 0600 dump, found {modes}: {out}"
 
     stack.psql("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
     assert stack.psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").strip() == "0"
