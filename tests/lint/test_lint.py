@@ -1,5 +1,6 @@
 """Every shell script, Dockerfile, YAML and compose file passes its linter (the lint tier)."""
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -42,6 +43,7 @@ def tool(name):
 def run(cmd, **kwargs):
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, **kwargs)
     assert result.returncode == 0, f"{' '.join(map(str, cmd))}\n{result.stdout}{result.stderr}"
+    return result
 
 
 def test_there_is_something_to_lint():
@@ -75,6 +77,9 @@ def test_yamllint():
     run([tool("yamllint"), "--strict", "-c", str(ROOT / ".yamllint.yaml"), *yamls])
 
 
+PUBLISHED = {"nginx", "prometheus"}  # the services with published ports
+
+
 @pytest.mark.parametrize(
     "compose_file",
     [p for p in repo_files() if p.name.startswith("compose") and p.suffix == ".yaml"],
@@ -90,3 +95,22 @@ def test_docker_compose_config(compose_file, tmp_path):
         files += ["-f", str(compose_file)]
     env = {k: v for k, v in os.environ.items() if k not in {"DOCKER_HOST"}}
     run([str(COMPOSE), "--env-file", str(env_file), *files, "config", "--quiet"], env=env)
+
+    # Only the published services reach the internet: every other service is on internal
+    # networks only (no route out; tests/stack/test_exposure.py checks it in a live stack).
+    config = json.loads(
+        run(
+            [str(COMPOSE), "--env-file", str(env_file), *files, "config", "--format", "json"],
+            env=env,
+        ).stdout
+    )
+    internal = {name for name, net in config["networks"].items() if net.get("internal")}
+    outside = {
+        name: sorted(set(service.get("networks", {"default": None})) - internal)
+        for name, service in config["services"].items()
+    }
+    assert {name for name, nets in outside.items() if nets} <= PUBLISHED, (
+        f"expected only {sorted(PUBLISHED)} on a network with a route out; found {outside}"
+    )
+    for name, service in config["services"].items():
+        assert not service.get("ports") or name in PUBLISHED, f"expected {name} to publish no port"

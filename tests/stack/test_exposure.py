@@ -45,3 +45,23 @@ def test_prune_service_is_healthy_and_prunes(stack):
     where = f"m JOIN chat_room r ON r.id = m.room_id WHERE r.name = '{room}'"
     left = stack.psql("SELECT count(*) FROM chat_message " + where)  # noqa: S608
     assert left.strip() == "0", "expected the old message gone"
+
+
+NO_ROUTE = (
+    "import errno, socket\n"
+    "try:\n"
+    "    socket.create_connection(('192.0.2.1', 80), timeout=5)\n"  # TEST-NET-1: never answers
+    "except OSError as e:\n"
+    "    print(errno.errorcode.get(e.errno, type(e).__name__))\n"
+)
+
+
+def test_web_and_ws_have_no_route_out(stack):
+    """web and ws sit on internal networks only: a connection to an outside address fails at
+    once with ENETUNREACH (no default route), not after a timeout, from every replica."""
+    for service in ("web", "ws"):
+        for container in stack.containers(service):
+            out = stack.run("docker", "exec", container, "python", "-c", NO_ROUTE).stdout.strip()
+            assert out == "ENETUNREACH", (
+                f"expected no route out of {service} ({container}), found {out}"
+            )

@@ -117,7 +117,7 @@ def test_prometheus_finds_every_replica_and_no_ready_ws_fires_and_clears(stack, 
     )
     targets_up = time.monotonic() - t0
     assert [r["value"][1] for r in prometheus.query("nginx_up")] == ["1"], (
-        "expected nginx_up 1: the exporter reads /nginx-status from the edge network"
+        "expected nginx_up 1: the exporter reads /nginx-status from the app network"
     )
     connections = prometheus.query('chat_ws_connections{job="ws"}')
     assert len(connections) == 2, f"expected chat_ws_connections of 2 replicas, found {connections}"
