@@ -217,3 +217,9 @@ def selects(selector, labels):
         if not ok:
             return False
     return True
+
+
+def compose_name(image):
+    """The name compose uses for a Kubernetes image reference: Docker Hub's library prefix and
+    the digest dropped (`docker.io/library/redis:7.4-alpine@sha256:...` -> `redis:7.4-alpine`)."""
+    return image.split("@", 1)[0].removeprefix("docker.io/library/")

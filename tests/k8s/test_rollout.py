@@ -130,8 +130,8 @@ def test_nginx_upstreams_are_fully_qualified(rendered, render):
 
 @pytest.mark.parametrize("overlay", manifests.OVERLAYS)
 def test_overlays_only_patch(overlay):
-    """An overlay sets namespace, labels, images, replicas, config values and patches on top of
-    the base and the components: no manifest of its own."""
+    """An overlay sets namespace, labels, images (release/), replicas, config values and patches on
+    top of the base and the components: no manifest of its own."""
     folder = ROOT / "k8s/overlays" / overlay
     kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
     allowed = {
@@ -140,8 +140,13 @@ def test_overlays_only_patch(overlay):
     }  # fmt: skip
     assert set(kustomization) <= allowed
     assert kustomization["resources"] == ["../../base"]
-    assert all(c.startswith("../../components/") for c in kustomization.get("components", []))
+    # Its one component of its own: release/, the images' tag or digest (tests/k8s/test_images.py).
+    components = kustomization.get("components", [])
+    assert components[0] == "release"
+    assert all(c.startswith("../../components/") for c in components[1:])
+    release = yaml.safe_load((folder / "release/kustomization.yaml").read_text())
+    assert set(release) == {"apiVersion", "kind", "images"}, "release/ sets images only"
     assert all(g.get("behavior") == "merge" for g in kustomization["configMapGenerator"])
     patches = {p["path"] for p in kustomization["patches"] if "path" in p}
     files = {p.name for p in folder.iterdir()} - {"secrets.env"}
-    assert files == {"kustomization.yaml", "secrets.env.example", *patches}
+    assert files == {"kustomization.yaml", "secrets.env.example", "release", *patches}

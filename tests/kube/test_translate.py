@@ -117,6 +117,10 @@ def test_images_map_to_local_stand_ins_by_repository():
         == "chatstack/redis:7.0-bookworm"
     )
     assert translate.local_image("chatstack/chat:1.0.0", standins)[0] == "chatstack/chat:latest"
+    placeholder = "registry.invalid/chatstack/nginx:1.0.0"  # k8s/components/registry
+    assert translate.local_image(placeholder, standins)[0] == "chatstack/nginx:latest"
+    pinned = "docker.io/library/redis:7.4-alpine@sha256:" + "0" * 64
+    assert translate.local_image(pinned, standins)[0] == standins["REDIS_IMAGE"]
     with pytest.raises(translate.Untranslatable, match=r"no local stand-in for image quay\.io/x"):
         translate.local_image("quay.io/x:1", standins)
 

@@ -459,7 +459,9 @@ def repository(image):
     head, _, tail = name.rpartition(":")
     if head and "/" not in tail:
         name = head
-    for prefix in ("docker.io/library/", "docker.io/"):
+    # registry.invalid: the overlays' placeholder registry (k8s/components/registry) for the chat's
+    # images, which this checkout builds.
+    for prefix in ("docker.io/library/", "docker.io/", "registry.invalid/"):
         if name.startswith(prefix):
             name = name[len(prefix) :]
     return name
