@@ -2,7 +2,7 @@
 not reachable through the published ports, a room page view stores nothing in Postgres, and the
 `prune` service is healthy and prunes."""
 
-from tests.functional import http_get, unique_room
+from tests.functional import http_get, page_url, unique_room
 
 
 def test_nginx_status_is_unreachable_through_the_published_ports(stack):
@@ -23,7 +23,7 @@ def test_nginx_status_is_unreachable_through_the_published_ports(stack):
 def test_room_page_view_stores_nothing(stack):
     """GET /chat/<new room>/ through nginx: 200, and Postgres has no row for that room."""
     room = unique_room("viewed")
-    assert http_get(f"{stack.base_url}/chat/{room}/", timeout=10).status == 200
+    assert http_get(page_url(stack.base_url, room), timeout=10).status == 200
     rows = stack.psql(f"SELECT count(*) FROM chat_room WHERE name = '{room}'")  # noqa: S608
     assert rows.strip() == "0", "expected no room row for a page view"
 
@@ -32,7 +32,7 @@ def test_prune_service_is_healthy_and_prunes(stack):
     """The `prune` service reports healthy (its hourly loop ran); a run by hand deletes a message
     older than CHAT_RETENTION_DAYS (30) and reports it."""
     stack.wait_healthy("prune", 1)
-    room = unique_room("retention")  # letters, digits and '-': safe inside the SQL below
+    room = unique_room("retention")  # no quote in it: safe inside the SQL below
     values = f"('{room}', 1, now())"
     stack.psql(
         "WITH r AS (INSERT INTO chat_room (name, last_id, created_at) VALUES "  # noqa: S608
