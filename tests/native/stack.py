@@ -154,6 +154,10 @@ class Stack:
             "DJANGO_STATIC_ROOT": str(self.static),
             "WS_DRAIN_SECONDS": "2",
         }
+        # The one setting taken from the caller: scripts/test's native tier reruns the ws tests
+        # with WS_RUNTIME_OVERRIDES=none (the stock Daphne/Channels paths).
+        if "WS_RUNTIME_OVERRIDES" in os.environ:
+            self.env["WS_RUNTIME_OVERRIDES"] = os.environ["WS_RUNTIME_OVERRIDES"]
         self.names = set()
 
     def _name(self, name):

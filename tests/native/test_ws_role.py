@@ -8,6 +8,7 @@ import struct
 
 import pytest
 
+from chat import runtime
 from tests.functional import Client, unique_room, ws_url
 from tests.native.stack import get
 from tests.servers import wait_for
@@ -40,6 +41,20 @@ async def read_frame(reader):
     elif length == 127:
         length = struct.unpack("!Q", await reader.readexactly(8))[0]
     return head[0] & 0x0F, await reader.readexactly(length)
+
+
+def test_ws_processes_run_the_overrides_the_switch_names(topo):
+    """Both ws processes export chat_runtime_override_active as WS_RUNTIME_OVERRIDES (the
+    tier's environment; `all` by default) says: the rerun with `none` runs the stock paths."""
+    expected = runtime.parse(os.environ.get("WS_RUNTIME_OVERRIDES", "all"))
+    for proc in (topo.ws1, topo.ws2):
+        text = get(f"http://127.0.0.1:{proc.port}/metrics").text
+        found = dict(
+            re.findall(r'^chat_runtime_override_active\{name="([^"]+)"\} (\S+)$', text, re.M)
+        )
+        assert found == {n: "1.0" if n in expected else "0.0" for n in runtime.NAMES}, (
+            f"expected {proc.name} to run {sorted(expected)}; /metrics says {found}"
+        )
 
 
 async def test_broadcast_to_a_socket_the_server_is_closing_is_dropped(topo, spawn):
