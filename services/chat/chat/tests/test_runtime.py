@@ -10,6 +10,7 @@ import os
 import re
 import sys
 import urllib.request
+from pathlib import Path
 
 import pytest
 import websockets
@@ -44,6 +45,15 @@ def test_every_override_is_documented_in_its_module_header():
         for word in ("Replaces:", "Saves:", "Off:"):
             assert word in section, (override.name, word)
         assert override.hooks, override.name
+
+
+def test_every_override_has_a_row_in_the_performance_doc():
+    """docs/PERFORMANCE.md, "Runtime overrides", gives each override its row (what it replaces,
+    its measured gain, what is lost without it)."""
+    doc = (Path(__file__).resolve().parents[4] / "docs/PERFORMANCE.md").read_text()
+    section = doc.split("\n## Runtime overrides\n", 1)[1].split("\n## ", 1)[0]
+    missing = [name for name in runtime.NAMES if f"\n| `{name}` |" not in section]
+    assert not missing, f"expected a row for each override; found none for {missing}"
 
 
 def test_the_check_reports_a_renamed_a_resigned_and_a_changed_upstream_name():
