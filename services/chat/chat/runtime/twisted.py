@@ -8,7 +8,8 @@ twisted.write_now
     CPU. Here a write goes to the socket at once when Twisted's own write would send it at the
     next writable event anyway: connected, not half-closed, not disconnecting or aborting, no TLS
     layer, no pull producer (it must see its write complete later, by resumeProducing()), and
-    nothing queued before it. Everything else goes through Twisted's write unchanged.
+    nothing queued before it. Everything else goes through Twisted's write unchanged. A send that
+    finds the peer gone hands that error to the reactor's next event, as Twisted's doWrite does.
     Saves: part of the 8.18x deliveries per CPU-second of the tuned ws role against the tutorial
     (docs/PERFORMANCE.md, "What was tuned": the epoll_ctl pair per frame); `bench/session`
     reruns it (`python bench/run.py fanout`).
@@ -41,7 +42,14 @@ def write_now(self, data):
         and (self.producer is None or self.streamingProducer)
     ):
         sent = self.writeSomeData(data)
-        if isinstance(sent, int) and sent > 0:
+        if not isinstance(sent, int):
+            # The peer is gone and this send took the socket's error (ECONNRESET) with it, so a
+            # read would now see a clean EOF: hand the error to the reactor at its next event, as
+            # Twisted's doWrite would (the upstream tier's abort tests: ConnectionLost, not Done).
+            self.doRead = self.doWrite = lambda *args, **kwargs: sent
+            self.startWriting()
+            return
+        if sent > 0:
             if sent == len(data):
                 return
             data = data[sent:]
