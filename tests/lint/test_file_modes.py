@@ -86,8 +86,9 @@ def test_tls_cert_as_a_user_never_widens_the_key(tmp_path, request):
 
 
 def test_tls_cert_moves_an_old_ca_key_out_of_the_mounted_folder(tmp_path):
-    """A TLS_DIR from an earlier version (ca.key beside tls.key): --renew moves the CA, keeps
-    it (the new certificate is signed by the same CA) and leaves no key but tls.key behind."""
+    """A TLS_DIR from an earlier version (ca.key beside tls.key): scripts/up warns; --renew moves
+    the CA, keeps it (the new certificate is signed by the same CA) and leaves no key but
+    tls.key behind."""
     tls = tmp_path / "tls"
     assert tls_cert(ROOT, tls).returncode == 0
     ca_dir = Path(f"{tls}-ca")
@@ -95,6 +96,17 @@ def test_tls_cert_moves_an_old_ca_key_out_of_the_mounted_folder(tmp_path):
         shutil.move(ca_dir / name, tls / name)
     shutil.rmtree(ca_dir)
     ca_before = (tls / "ca.crt").read_bytes()
+    checked = subprocess.run(
+        [str(ROOT / "scripts/up"), "--check"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={
+            **{k: v for k, v in os.environ.items() if k != "DEBUG"},
+            "ENV_FILE": str(tmp_path / ".env"), "TLS_DIR": str(tls), "NGINX_TLS": "on",
+            "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock",
+        },
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
+    assert "ca.key is mounted into nginx" in checked.stderr, "expected scripts/up to warn"
     env = {"PATH": os.environ["PATH"], "TLS_DIR": str(tls), "ENV_FILE": "/dev/null"}
     renewed = subprocess.run(
         [str(ROOT / "scripts/tls-cert"), "--renew"],
