@@ -58,10 +58,21 @@ NO_ROUTE = (
     "    print(type(e).__name__)\n"
 )
 
+UNKNOWN_NAME = (
+    "import socket, time\n"
+    "t = time.monotonic()\n"
+    "try:\n"
+    "    socket.getaddrinfo('no-such-service', 5432)\n"
+    "except OSError:\n"
+    "    pass\n"
+    "print(round(time.monotonic() - t, 2))\n"
+)
+
 
 def test_web_and_ws_have_no_route_out(stack):
     """web and ws sit on internal networks only (Docker drops what they send beyond them): every
-    network of every replica is internal, and a connection to an outside address fails."""
+    network of every replica is internal, and a connection to an outside address fails; a name
+    Docker's DNS does not know still fails fast (it does not answer on internal networks)."""
     for service in ("web", "ws"):
         for container in stack.containers(service):
             networks = stack.inspect(container)["NetworkSettings"]["Networks"]
@@ -71,6 +82,11 @@ def test_web_and_ws_have_no_route_out(stack):
                 assert network["Internal"], f"expected {service}'s network {name} internal"
             out = stack.run("docker", "exec", container, "python", "-c", NO_ROUTE).stdout.strip()
             assert out != "connected", f"expected no route out of {service} ({container})"
+            took = stack.run("docker", "exec", container, "python", "-c", UNKNOWN_NAME).stdout
+            assert float(took) < 3, (
+                f"expected an unknown name (a stopped dependency) to fail within 3 s in {service}, "
+                f"found {took} s (compose's dns_opt)"
+            )
     nginx = stack.containers("nginx")[0]
     edge = stack.inspect(nginx)["NetworkSettings"]["Networks"]
     assert any(
