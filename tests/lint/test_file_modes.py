@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.lint.test_up_checks import up
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -24,10 +26,11 @@ def mode(path):
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def tls_cert(repo, tls_dir, *prefix):
+def tls_cert(repo, tls_dir, *args, prefix=()):
+    """scripts/tls-cert ARGS of `repo`, run through `prefix` (e.g. setpriv as another user)."""
     env = {"PATH": os.environ["PATH"], "TLS_DIR": str(tls_dir), "ENV_FILE": "/dev/null"}
     return subprocess.run(
-        [*prefix, str(repo / "scripts/tls-cert")],
+        [*prefix, str(repo / "scripts/tls-cert"), *args],
         env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
 
@@ -77,7 +80,7 @@ def test_tls_cert_as_a_user_never_widens_the_key(tmp_path, request):
         prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
     else:
         repo, work, prefix = ROOT, tmp_path, []
-    made = tls_cert(repo, work / "tls", *prefix)
+    made = tls_cert(repo, work / "tls", prefix=prefix)
     assert made.returncode == 0, made.stderr
     key = assert_private_layout(work / "tls")
     assert key.stat().st_uid == (65534 if prefix else os.geteuid())
@@ -96,22 +99,10 @@ def test_tls_cert_moves_an_old_ca_key_out_of_the_mounted_folder(tmp_path):
         shutil.move(ca_dir / name, tls / name)
     shutil.rmtree(ca_dir)
     ca_before = (tls / "ca.crt").read_bytes()
-    checked = subprocess.run(
-        [str(ROOT / "scripts/up"), "--check"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
-        env={
-            **{k: v for k, v in os.environ.items() if k != "DEBUG"},
-            "ENV_FILE": str(tmp_path / ".env"), "TLS_DIR": str(tls), "NGINX_TLS": "on",
-            "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock",
-        },
-    )  # fmt: skip
+    checked = up(tmp_path, "--check", NGINX_TLS="on")
     assert checked.returncode == 0, checked.stderr
     assert "ca.key is mounted into nginx" in checked.stderr, "expected scripts/up to warn"
-    env = {"PATH": os.environ["PATH"], "TLS_DIR": str(tls), "ENV_FILE": "/dev/null"}
-    renewed = subprocess.run(
-        [str(ROOT / "scripts/tls-cert"), "--renew"],
-        env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    renewed = tls_cert(ROOT, tls, "--renew")
     assert renewed.returncode == 0, renewed.stderr
     assert "moved the CA key out of" in renewed.stdout
     assert_private_layout(tls)
@@ -125,17 +116,7 @@ def test_tls_cert_moves_an_old_ca_key_out_of_the_mounted_folder(tmp_path):
 
 def test_debug_trace_of_up_prints_no_generated_secret(tmp_path):
     """DEBUG=1 traces every command (set -x); the secrets written to a new env file are not."""
-    env = {
-        **{k: v for k, v in os.environ.items() if k != "DEBUG"},
-        "DEBUG": "1",
-        "ENV_FILE": str(tmp_path / ".env"),
-        "TLS_DIR": str(tmp_path / "tls"),
-        "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock",
-    }
-    result = subprocess.run(
-        [str(ROOT / "scripts/up"), "--check"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    result = up(tmp_path, "--check", DEBUG="1")
     assert result.returncode == 0, result.stderr
     assert "+ " in result.stderr, "expected DEBUG=1 to trace commands"
     secrets = re.findall(r"^([A-Z_]+)=([0-9a-f]{64})$", (tmp_path / ".env").read_text(), re.M)
